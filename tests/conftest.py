@@ -18,9 +18,16 @@ def tiny_backbone(model_type: str = "bert", seed: int = 0, layers: int = 2) -> B
 
     torch.manual_seed(seed)
     config = AutoConfig.for_model(
-        model_type, vocab_size=120, hidden_size=32, num_hidden_layers=layers,
-        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
-        type_vocab_size=2, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        model_type,
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
         pad_token_id=1 if model_type == "roberta" else 0,
     )
     model = AutoModel.from_config(config, attn_implementation="sdpa")

@@ -25,20 +25,29 @@ def random_task(
 
 
 def make_manifest(
-    task: str, cfg: MethodConfig, backbone: Backbone, labels: list[str] | None,
-    max_length: int = 128, text_pair: bool = False,
+    task: str,
+    cfg: MethodConfig,
+    backbone: Backbone,
+    labels: list[str] | None,
+    max_length: int = 128,
+    text_pair: bool = False,
 ) -> Manifest:
     return Manifest(
-        task=task, method=cfg.to_dict(),
+        task=task,
+        method=cfg.to_dict(),
         problem_type="classification" if labels else "regression",
-        label_names=labels or [], backbone=backbone_identity(backbone),
+        label_names=labels or [],
+        backbone=backbone_identity(backbone),
         tokenizer={"max_length": max_length, "text_pair": text_pair},
         weights_sha256="0" * 64,
     )
 
 
 def artifact_bytes(
-    task: str, cfg: MethodConfig, backbone: Backbone, labels: list[str] | None = None,
+    task: str,
+    cfg: MethodConfig,
+    backbone: Backbone,
+    labels: list[str] | None = None,
     seed: int = 0,
 ) -> tuple[bytes, bytes]:
     """(manifest JSON, safetensors) of a random task, as an upload would carry them."""

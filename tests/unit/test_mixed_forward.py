@@ -54,8 +54,12 @@ def test_mixed_batch_equals_rows_alone(backbone_name, seed, request):
             n = int(mask[i].sum())
             alone_bank = TaskBank.from_tasks([tasks[int(slots[i])]], backbone.dims)
             alone = model(
-                ids[i : i + 1, :n], mask[i : i + 1, :n], alone_bank, torch.zeros(1).long(),
-                types[i : i + 1, :n], return_gates=True,
+                ids[i : i + 1, :n],
+                mask[i : i + 1, :n],
+                alone_bank,
+                torch.zeros(1).long(),
+                types[i : i + 1, :n],
+                return_gates=True,
             )
             labels = int(mixed.num_labels[i])
             assert labels == TASKS[int(slots[i])][1]

@@ -1,0 +1,93 @@
+"""Prometheus metrics: every name in one place, task labels bounded."""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+OTHER_TASK = "_other"
+
+
+class TaskLabels:
+    """Maps task names to metric labels; after `limit` distinct tasks, new ones become _other."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, task: str) -> str:
+        with self._lock:
+            if task in self._seen:
+                return task
+            if len(self._seen) < self.limit:
+                self._seen.add(task)
+                return task
+        return OTHER_TASK
+
+
+class Metrics:
+    """The service's metric families, registered on their own registry."""
+
+    def __init__(self, max_task_labels: int = 50) -> None:
+        r = self.registry = CollectorRegistry()
+        self.task_label = TaskLabels(max_task_labels)
+        self.requests = Counter(
+            "unipelt_requests",
+            "Predict requests by task and HTTP status",
+            ["task", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "unipelt_request_duration_seconds",
+            "End-to-end predict latency",
+            ["task"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "unipelt_queue_wait_seconds",
+            "Time a request waits for its batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.forward_duration = Histogram(
+            "unipelt_forward_seconds",
+            "Model forward time per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "unipelt_batch_size", "Sequences per forward batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batch_tasks = Histogram(
+            "unipelt_batch_tasks",
+            "Distinct tasks per forward batch",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("unipelt_queue_depth", "Sequences waiting", registry=r)
+        self.resident_adapters = Gauge(
+            "unipelt_resident_adapters", "Adapters resident in the slot pool", registry=r
+        )
+        self.resident_bytes = Gauge(
+            "unipelt_resident_adapter_bytes", "Bytes of resident adapter weights", registry=r
+        )
+        self.cache_hits = Counter("unipelt_adapter_cache_hits", "Slot pool hits", registry=r)
+        self.cache_misses = Counter("unipelt_adapter_cache_misses", "Slot pool misses", registry=r)
+        self.cache_evictions = Counter(
+            "unipelt_adapter_cache_evictions", "Adapters evicted from the pool", registry=r
+        )
+        self.adapter_load = Histogram(
+            "unipelt_adapter_load_seconds",
+            "Time from a cache miss to a servable adapter",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.uploads = Counter(
+            "unipelt_adapter_uploads", "Adapter uploads by result", ["result"], registry=r
+        )
+        self.store_up = Gauge("unipelt_store_up", "1 when the adapter store answers", registry=r)
