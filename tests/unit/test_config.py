@@ -1,0 +1,72 @@
+"""Method configs validate themselves; parameter counts match the paper's efficiency table."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.config import MethodConfig
+from adapters.errors import ConfigError
+from adapters.schema import BackboneDims, kept_parameter_count, prefix_mlp_parameter_count
+
+BAD = [
+    ({"lora_r": 0}, "lora_r"),
+    ({"bottleneck": -1}, "bottleneck"),
+    ({"prefix_length": 1.5}, "prefix_length"),
+    ({"lora_alpha": 0}, "lora_alpha"),
+    ({"adapter_non_linearity": "softmax"}, "adapter_non_linearity"),
+    ({"full_finetune": True}, "full_finetune"),
+    ({"lora_r": 5000}, "too large"),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), BAD)
+def test_invalid_values_are_named(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        MethodConfig(**fields)
+
+
+@pytest.mark.parametrize(
+    ("preset", "name"),
+    [
+        ("apl", "APL"),
+        ("ap", "AP"),
+        ("a", "A"),
+        ("l", "L"),
+        ("apl-nogate", "APL-NoGate"),
+        ("bitfit", "BitFit"),
+        ("head", "Head"),
+        ("ft", "FT"),
+    ],
+)
+def test_preset_names(preset, name):
+    assert MethodConfig.preset(preset).name == name
+
+
+def test_unknown_fields_and_presets_are_refused():
+    with pytest.raises(ConfigError, match="unknown method config fields"):
+        MethodConfig.from_dict({"lora": True, "dora": True})
+    with pytest.raises(ConfigError, match="unknown method"):
+        MethodConfig.preset("ia3")
+
+
+def test_round_trip_dict():
+    cfg = MethodConfig.preset("ap", bottleneck=24)
+    assert MethodConfig.from_dict(cfg.to_dict()) == cfg
+
+
+BERT_BASE = BackboneDims(hidden=768, layers=12, heads=12, intermediate=3072)
+
+
+def test_bert_base_counts_match_the_paper():
+    """Paper: prefix 184K + adapter 895K + LoRA 295K + gates 37K (kept), MLP 9.9M in training."""
+    head = kept_parameter_count(MethodConfig.preset("head"), BERT_BASE, 2)
+    parts = {
+        "prefix": kept_parameter_count(MethodConfig.preset("p"), BERT_BASE, 2) - head,
+        "adapter": kept_parameter_count(MethodConfig.preset("a"), BERT_BASE, 2) - head,
+        "lora": kept_parameter_count(MethodConfig.preset("l"), BERT_BASE, 2) - head,
+    }
+    apl = kept_parameter_count(MethodConfig.preset("apl"), BERT_BASE, 2) - head
+    assert parts == {"prefix": 184_320, "adapter": 894_528, "lora": 294_912}
+    assert apl - sum(parts.values()) == 36_912  # gates: 12 layers x 4 x (768 + 1)
+    mlp = prefix_mlp_parameter_count(MethodConfig.preset("p"), BERT_BASE)
+    assert 9.8e6 < mlp < 10.0e6
