@@ -1,0 +1,55 @@
+"""FastAPI dependencies: the engine, the settings, bearer-token checks."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+
+from adapters.constants import TASK_NAME_PATTERN
+from service.engine.engine import Engine
+from service.errors import NotReadyError, UnauthorizedError
+from service.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise NotReadyError("the engine is still starting")
+    return engine
+
+
+def _check_token(settings: Settings, authorization: str | None) -> None:
+    if settings.api_token is None:
+        return
+    expected = settings.api_token.get_secret_value()
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
+        raise UnauthorizedError("a valid bearer token is required (Authorization: Bearer ...)")
+
+
+def require_write(
+    settings: Annotated[Settings, Depends(get_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    _check_token(settings, authorization)
+
+
+def require_read(
+    settings: Annotated[Settings, Depends(get_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    if settings.protect_reads:
+        _check_token(settings, authorization)
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TaskName = Annotated[
+    str, Path(pattern=TASK_NAME_PATTERN, description="Task name: lowercase, digits, _ . -")
+]

@@ -1,0 +1,36 @@
+"""ASGI middleware that counts predict requests by task and status and times them."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from service.metrics import Metrics
+
+PREDICT_PATH = re.compile(r"^/v1/([^/]+)/predict$")
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        match = PREDICT_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        task = self.metrics.task_label(match.group(1)[:64])
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_with_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.requests.labels(task=task, status=str(status["code"])).inc()
+            self.metrics.request_duration.labels(task=task).observe(time.perf_counter() - started)

@@ -1,0 +1,34 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Backbone loaded and store reachable (503 otherwise)")
+async def readyz(request: Request) -> JSONResponse:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
+    store_ok = await asyncio.to_thread(engine.store.ping)
+    engine.metrics.store_up.set(1 if store_ok else 0)
+    if not store_ok:
+        return JSONResponse({"ready": False, "reason": "store unreachable"}, status_code=503)
+    return JSONResponse({"ready": True, "backbone": engine.backbone.name})
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,80 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TextItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="The input text.")
+    text_pair: str | None = Field(None, min_length=1, description="Second segment of a pair.")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": ["a gripping, funny film"]}]},
+    )
+
+    inputs: str | TextItem | list[str | TextItem] = Field(
+        description="One text, one {text, text_pair}, or a list of them."
+    )
+    return_gates: bool = Field(False, description="Include per-layer gate values per input.")
+
+    def items(self) -> list[TextItem]:
+        raw = self.inputs if isinstance(self.inputs, list) else [self.inputs]
+        return [TextItem(text=i) if isinstance(i, str) else i for i in raw]
+
+
+class PredictionOut(BaseModel):
+    label: str | None = Field(None, description="Predicted label (classification).")
+    scores: dict[str, float] | None = Field(None, description="Probability per label.")
+    value: float | None = Field(None, description="Predicted value (regression).")
+    gates: dict[str, list[float]] | None = Field(
+        None, description="Gate value per layer for each submodule the task has."
+    )
+
+
+class PredictResponse(BaseModel):
+    task: str
+    version: int
+    predictions: list[PredictionOut]
+
+
+class VersionOut(BaseModel):
+    task: str
+    version: int
+    sha256: str
+    size_bytes: int
+    uploaded_at: str
+    live: bool
+    method: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class TaskOut(BaseModel):
+    task: str
+    live_version: int | None
+    versions: list[VersionOut]
+    label_names: list[str] = Field(default_factory=list)
+    problem_type: str | None = None
+
+
+class TaskSummary(BaseModel):
+    task: str
+    live_version: int | None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(
+        None, ge=1, description="Version to make live; default: the one before the live one."
+    )
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str

@@ -1,0 +1,140 @@
+"""Dynamic batching: collect rows for up to a few milliseconds or a full batch, then run it.
+
+Policies: "mixed" takes rows first-come first-served whatever their task (one mixed-task
+forward); "grouped" takes only rows of the oldest row's task. One forward runs at a time, in a
+dedicated worker thread, so the event loop never blocks on the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from service.engine.runner import Row, RowResult
+from service.errors import QueueFullError, ShuttingDownError
+from service.metrics import Metrics
+
+
+@dataclass
+class Pending:
+    row: Row
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Row]], list[RowResult]],
+        metrics: Metrics,
+        max_batch_size: int,
+        window_ms: float,
+        policy: str,
+        max_queue: int,
+    ) -> None:
+        self.run_batch = run_batch
+        self.metrics = metrics
+        self.max_batch_size = max_batch_size
+        self.window_s = window_ms / 1000.0
+        self.policy = policy
+        self.max_queue = max_queue
+        self._queue: deque[Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.in_flight = 0
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def submit(self, rows: list[Row]) -> list[RowResult]:
+        """Queue rows (all or none) and wait for their results."""
+        if self._closing:
+            raise ShuttingDownError("the service is shutting down")
+        if len(self._queue) + len(rows) > self.max_queue:
+            raise QueueFullError(f"queue is full ({self.max_queue} sequences waiting)")
+        loop = asyncio.get_running_loop()
+        pending = [Pending(row, loop.create_future()) for row in rows]
+        self._queue.extend(pending)
+        self.metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+        return list(await asyncio.gather(*(p.future for p in pending)))
+
+    async def drain_and_stop(self, timeout_s: float = 30.0) -> None:
+        """Refuse new work, finish what is queued or running, then stop the worker."""
+        self._closing = True
+        deadline = time.monotonic() + timeout_s
+        while (self._queue or self.in_flight) and time.monotonic() < deadline:
+            self._wakeup.set()
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                await self._fill_window()
+                batch = self._take_batch()
+                await self._run(batch)
+
+    async def _fill_window(self) -> None:
+        """Wait until the batch is full or the oldest row has waited `window`."""
+        oldest = self._queue[0].enqueued
+        while len(self._queue) < self.max_batch_size and not self._closing:
+            remaining = oldest + self.window_s - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[Pending]:
+        if self.policy == "mixed":
+            n = min(self.max_batch_size, len(self._queue))
+            return [self._queue.popleft() for _ in range(n)]
+        task = self._queue[0].row.task
+        batch, rest = [], deque()
+        while self._queue:
+            p = self._queue.popleft()
+            (batch if p.row.task == task and len(batch) < self.max_batch_size else rest).append(p)
+        self._queue = rest
+        return batch
+
+    async def _run(self, batch: list[Pending]) -> None:
+        self.metrics.queue_depth.set(len(self._queue))
+        now = time.perf_counter()
+        for p in batch:
+            self.metrics.queue_wait.observe(now - p.enqueued)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_tasks.observe(len({p.row.resident.key for p in batch}))
+        self.in_flight += len(batch)
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self.run_batch, [p.row for p in batch]
+            )
+        except Exception as exc:  # the whole batch fails together, never silently
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        finally:
+            self.in_flight -= len(batch)
+            self.metrics.forward_duration.observe(time.perf_counter() - now)
+        for p, result in zip(batch, results):
+            if not p.future.done():
+                p.future.set_result(result)

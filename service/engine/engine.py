@@ -1,0 +1,202 @@
+"""The engine: one frozen backbone, a slot pool of adapters, a dynamic batcher, the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from adapters.artifact import Artifact, parse_artifact
+from adapters.backbone import Backbone
+from adapters.bank import BankSizes, TaskBank
+from adapters.model import UniPELTModel
+from adapters.tokenization import load_tokenizer
+from service.engine.batcher import DynamicBatcher
+from service.engine.pool import AdapterPool
+from service.engine.resolver import AdapterResolver
+from service.engine.runner import BatchRunner, Row, RowResult
+from service.errors import (
+    AdapterTooLargeError,
+    InputTooLongError,
+    InvalidAdapterError,
+)
+from service.metrics import Metrics
+from service.settings import Settings
+from service.store.adapter_store import AdapterStore
+from service.store.records import VersionInfo
+
+log = logging.getLogger("unipelt.engine")
+CANARY_TEXT = ("the quick brown fox jumps over the lazy dog", "a second segment")
+
+
+@dataclass(frozen=True)
+class TextInput:
+    text: str
+    text_pair: str | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    task: str
+    version: int
+    results: list[RowResult]
+
+
+class Engine:
+    def __init__(
+        self, settings: Settings, backbone: Backbone, store: AdapterStore, metrics: Metrics
+    ) -> None:
+        self.settings, self.backbone, self.store, self.metrics = settings, backbone, store, metrics
+        self.device = torch.device(settings.device)
+        self.tokenizer = load_tokenizer(backbone.path)
+        self.model = UniPELTModel(backbone).to(self.device).eval()
+        self.sizes = BankSizes(
+            lora_rank=settings.pool_max_lora_rank,
+            bottleneck=settings.pool_max_bottleneck,
+            prefix_length=settings.pool_max_prefix_length,
+            num_labels=settings.pool_max_labels,
+        )
+        self.bank = TaskBank.allocate(settings.pool_slots, backbone.dims, self.sizes, self.device)
+        self.pool = AdapterPool(self.bank, settings.pool_max_bytes, on_evict=self._evicted)
+        self.resolver = AdapterResolver(
+            store, self.pool, backbone, metrics, settings.live_cache_ttl_s
+        )
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.runner = BatchRunner(self.model, self.bank, pad, self.device)
+        self.batcher = DynamicBatcher(
+            self.runner.run,
+            metrics,
+            settings.max_batch_size,
+            settings.batch_window_ms,
+            settings.batch_policy,
+            settings.max_queue,
+        )
+        offset = 2 if backbone.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        self.position_limit = backbone.max_positions - offset
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.drain_and_stop()
+
+    # ---- predict -------------------------------------------------------------------------
+    async def predict(self, task: str, inputs: list[TextInput], want_gates: bool) -> Prediction:
+        resident = await asyncio.to_thread(self.resolver.acquire, task)
+        try:
+            max_length = min(
+                self.settings.max_length,
+                resident.artifact.manifest.tokenizer.max_length,
+                self.position_limit,
+            )
+            encoded = await asyncio.to_thread(self.tokenize, inputs, max_length)
+            rows = [
+                Row(
+                    task=task,
+                    input_ids=ids,
+                    token_type_ids=types,
+                    resident=resident,
+                    want_gates=want_gates,
+                )
+                for ids, types in encoded
+            ]
+            results = await self.batcher.submit(rows)
+        finally:
+            self.resolver.release(resident)
+        return Prediction(task=task, version=resident.key[1], results=results)
+
+    def tokenize(
+        self, inputs: list[TextInput], max_length: int
+    ) -> list[tuple[list[int], list[int] | None]]:
+        """Token ids per input; over-long inputs are refused unless truncation is on."""
+        out = []
+        for index, enc in enumerate(self._encode_all(inputs)):
+            ids = enc["input_ids"]
+            if len(ids) > max_length:
+                if not self.settings.truncate:
+                    raise InputTooLongError(
+                        f"input {index} has {len(ids)} tokens; the limit is {max_length} "
+                        "(or enable truncation with UNIPELT_TRUNCATE=true)"
+                    )
+                item = inputs[index]
+                args = (item.text,) if item.text_pair is None else (item.text, item.text_pair)
+                enc = self.tokenizer(*args, truncation=True, max_length=max_length)
+            out.append((list(enc["input_ids"]), enc.get("token_type_ids")))
+        return out
+
+    def _encode_all(self, inputs: list[TextInput]) -> list[dict]:
+        """Tokenise in one call when inputs are all single texts or all pairs."""
+        texts = [i.text for i in inputs]
+        pairs = [i.text_pair for i in inputs]
+        if all(p is None for p in pairs):
+            enc = self.tokenizer(texts, truncation=False)
+        elif all(p is not None for p in pairs):
+            enc = self.tokenizer(texts, pairs, truncation=False)
+        else:
+            return [self._encode_all([i])[0] for i in inputs]
+        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+        return [{k: enc[k][n] for k in keys} for n in range(len(inputs))]
+
+    # ---- adapters ------------------------------------------------------------------------
+    def validate_upload(self, manifest_bytes: bytes, weights: bytes) -> Artifact:
+        """Everything short of publishing: size, schema, backbone, tensors, limits, canary."""
+        total = len(manifest_bytes) + len(weights)
+        if total > self.settings.max_upload_bytes:
+            raise AdapterTooLargeError(
+                f"upload is {total} bytes; the limit is {self.settings.max_upload_bytes}"
+            )
+        artifact = parse_artifact(manifest_bytes, weights, self.backbone)
+        self.check_fits_pool(artifact)
+        if self.settings.canary_on_upload:
+            self.canary(artifact)
+        return artifact
+
+    def check_fits_pool(self, artifact: Artifact) -> None:
+        cfg, s = artifact.config, self.sizes
+        limits = [
+            ("lora_r", cfg.lora_r if cfg.lora else 0, s.lora_rank),
+            ("bottleneck", cfg.bottleneck if cfg.adapter else 0, s.bottleneck),
+            ("prefix_length", cfg.prefix_length if cfg.prefix else 0, s.prefix_length),
+            ("labels", artifact.manifest.num_labels, s.num_labels),
+        ]
+        for name, value, limit in limits:
+            if value > limit:
+                raise InvalidAdapterError(
+                    f"{name}={value} exceeds this server's limit of {limit} "
+                    f"(UNIPELT_POOL_MAX_{name.upper().replace('_R', '_RANK')})"
+                )
+        if artifact.nbytes > self.settings.pool_max_bytes:
+            raise AdapterTooLargeError("adapter is larger than the whole adapter pool budget")
+
+    @torch.inference_mode()
+    def canary(self, artifact: Artifact) -> None:
+        """Run the adapter once on a fixed input; it must give finite outputs."""
+        bank = TaskBank.from_tasks(
+            [(artifact.config, artifact.weights)], self.backbone.dims, self.device
+        )
+        pair = CANARY_TEXT if artifact.manifest.tokenizer.text_pair else CANARY_TEXT[:1]
+        enc = self.tokenizer(*[[t] for t in pair], return_tensors="pt")
+        out = self.model(
+            enc["input_ids"].to(self.device),
+            enc["attention_mask"].to(self.device),
+            bank,
+            torch.zeros(1, dtype=torch.long, device=self.device),
+            enc.get("token_type_ids").to(self.device) if "token_type_ids" in enc else None,
+        )
+        if not torch.isfinite(out.logits).all():
+            raise InvalidAdapterError("canary forward pass produced NaN or Inf outputs")
+
+    async def upload(self, manifest_bytes: bytes, weights: bytes) -> VersionInfo:
+        artifact = await asyncio.to_thread(self.validate_upload, manifest_bytes, weights)
+        info = await asyncio.to_thread(
+            self.store.publish, artifact.manifest.task, manifest_bytes, weights
+        )
+        # Apply locally at once; other replicas hear it on the store's pub/sub channel.
+        self.resolver.on_event({"event": "live", "task": info.task, "version": info.version})
+        return info
+
+    def _evicted(self, resident) -> None:
+        self.metrics.cache_evictions.inc()
+        log.info("evicted adapter %s v%s from slot %s", *resident.key, resident.slot)

@@ -1,0 +1,104 @@
+"""Resolve a task to its live version and a pinned resident adapter, loading on a miss."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from adapters.artifact import parse_artifact
+from adapters.backbone import Backbone
+from service.engine.pool import AdapterPool, Resident
+from service.errors import UnknownTaskError
+from service.metrics import Metrics
+from service.store.adapter_store import AdapterStore
+from service.store.errors import StoreUnavailableError
+
+
+@dataclass
+class LiveEntry:
+    version: int
+    checked_at: float
+
+
+class AdapterResolver:
+    """Keeps task -> live version (invalidated by store events) and fills the pool."""
+
+    def __init__(
+        self,
+        store: AdapterStore,
+        pool: AdapterPool,
+        backbone: Backbone,
+        metrics: Metrics,
+        ttl_s: float,
+    ) -> None:
+        self.store, self.pool, self.backbone, self.metrics = store, pool, backbone, metrics
+        self.ttl_s = ttl_s
+        self._live: dict[str, LiveEntry] = {}
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
+
+    def live_version(self, task: str) -> int:
+        """The task's live version; cached, re-checked after the TTL. Raises UnknownTaskError."""
+        now = time.monotonic()
+        entry = self._live.get(task)
+        if entry is not None and now - entry.checked_at < self.ttl_s:
+            return entry.version
+        try:
+            version = self.store.live_version(task)
+        except StoreUnavailableError:
+            if entry is not None:  # keep serving what we know while the store is away
+                return entry.version
+            raise
+        if version is None:
+            self._live.pop(task, None)
+            raise UnknownTaskError(f"no adapter is uploaded for task {task!r}")
+        self._live[task] = LiveEntry(version, now)
+        return version
+
+    def acquire(self, task: str) -> Resident:
+        """A pinned resident adapter for the task's live version. Caller must release it."""
+        version = self.live_version(task)
+        key = (task, version)
+        resident = self.pool.acquire(key)
+        if resident is not None:
+            self.metrics.cache_hits.inc()
+            return resident
+        with self._lock:
+            load_lock = self._loading.setdefault(key, threading.Lock())
+        with load_lock:  # one load per key; concurrent misses wait for it
+            resident = self.pool.acquire(key)
+            if resident is not None:
+                self.metrics.cache_hits.inc()
+                return resident
+            self.metrics.cache_misses.inc()
+            started = time.perf_counter()
+            manifest_bytes, weights = self.store.fetch(task, version)
+            artifact = parse_artifact(manifest_bytes, weights, self.backbone)
+            resident = self.pool.insert(key, artifact)
+            self.metrics.adapter_load.observe(time.perf_counter() - started)
+        with self._lock:
+            self._loading.pop(key, None)
+        self._update_gauges()
+        return resident
+
+    def release(self, resident: Resident) -> None:
+        self.pool.release(resident)
+
+    def on_event(self, event: dict) -> None:
+        """Store pub/sub: drop cached live versions so every replica switches at once."""
+        kind, task = event.get("event"), event.get("task")
+        if kind == "resync" or task is None:
+            self._live.clear()
+            return
+        self._live.pop(task, None)
+        if kind == "deleted":
+            self.pool.retire_task(task)
+        elif kind in ("published", "live") and event.get("version") is not None:
+            self._live[task] = LiveEntry(int(event["version"]), time.monotonic())
+            self.pool.retire_task(task, keep_version=int(event["version"]))
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.metrics.resident_adapters.set(len(self.pool))
+        self.metrics.resident_bytes.set(self.pool.resident_bytes)

@@ -1,0 +1,95 @@
+"""The FastAPI application: lifespan wiring of store, backbone and engine; `unipelt serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+
+from adapters.backbone import Backbone, load_backbone
+from service.api.error_handlers import install_error_handlers
+from service.api.request_metrics import RequestMetricsMiddleware
+from service.api.routes_adapters import router as adapters_router
+from service.api.routes_health import router as health_router
+from service.api.routes_predict import router as predict_router
+from service.engine.engine import Engine
+from service.metrics import Metrics
+from service.settings import Settings
+from service.store.factory import connect
+
+log = logging.getLogger("unipelt")
+
+
+def create_app(settings: Settings | None = None, backbone: Backbone | None = None) -> FastAPI:
+    """Build the app. `backbone` lets one process share a loaded backbone between apps."""
+    settings = settings or Settings()
+    metrics = Metrics(settings.max_task_labels)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store, embedded = await asyncio.to_thread(
+            connect,
+            settings.redis_url,
+            settings.data_dir,
+            settings.blob_backend,
+            settings.redis_key_prefix,
+        )
+        model = backbone or await asyncio.to_thread(
+            load_backbone, settings.backbone, settings.device
+        )
+        engine = Engine(settings, model, store, metrics)
+        subscription = store.subscribe(engine.resolver.on_event)
+        engine.start()
+        app.state.engine = engine
+        metrics.store_up.set(1)
+        log.info("serving backbone %s on %s", model.name, settings.device)
+        try:
+            yield
+        finally:
+            app.state.engine = None
+            await engine.stop()
+            subscription.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    app = FastAPI(
+        title="unipelt-serve",
+        version="0.1.0",
+        description=(
+            "Many UniPELT task adapters (LoRA + prefix + bottleneck adapters behind learned "
+            "gates) on one frozen backbone. Errors: 401 missing token, 404 unknown task, "
+            "413 upload too large, 422 invalid input / input too long / invalid adapter, "
+            "429 queue full (Retry-After), 503 store unreachable or not ready."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.engine = None
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(predict_router)
+    app.include_router(adapters_router)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+def run(host: str | None = None, port: int | None = None) -> None:
+    """Run the service with uvicorn on the settings' (or given) host and port."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,49 @@
+"""Every service setting, read from UNIPELT_* environment variables (REDIS_URL also works)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UNIPELT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = Path("data")
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("UNIPELT_REDIS_URL", "REDIS_URL")
+    )
+    redis_key_prefix: str = "unipelt:"
+    blob_backend: Literal["redis", "filesystem"] = "redis"
+    backbone: str | None = None  # None: the packaged MiniLM
+    device: str = "cpu"
+    torch_threads: int | None = Field(None, ge=1)
+
+    api_token: SecretStr | None = None  # bearer token for write endpoints
+    protect_reads: bool = False  # also require the token for reads
+
+    max_batch_size: int = Field(32, ge=1, le=1024)
+    batch_window_ms: float = Field(5.0, ge=0, le=1000)
+    batch_policy: Literal["mixed", "grouped"] = "mixed"
+    max_queue: int = Field(2048, ge=1)
+    max_inputs_per_request: int = Field(64, ge=1)
+    max_text_chars: int = Field(20_000, ge=1)
+    max_length: int = Field(128, ge=8, le=8192)  # tokens per input
+    truncate: bool = False  # False: over-long inputs get 422; True: truncated
+
+    pool_slots: int = Field(64, ge=1)
+    pool_max_bytes: int = Field(512 * 2**20, ge=1)
+    pool_max_lora_rank: int = Field(16, ge=1)
+    pool_max_bottleneck: int = Field(96, ge=1)
+    pool_max_prefix_length: int = Field(32, ge=1)
+    pool_max_labels: int = Field(16, ge=1)
+    live_cache_ttl_s: float = Field(30.0, ge=0)
+
+    max_upload_bytes: int = Field(64 * 2**20, ge=1)
+    canary_on_upload: bool = True
+    max_task_labels: int = Field(50, ge=1)  # bound on distinct task labels in metrics
