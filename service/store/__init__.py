@@ -1,0 +1,41 @@
+"""Adapter store: versioned UniPELT artifacts indexed in Redis, bytes in a blob backend."""
+
+from service.store.adapter_store import AdapterStore
+from service.store.blobs import BlobStore, FilesystemBlobStore, RedisBlobStore
+from service.store.embedded import EmbeddedRedis, find_redis_server, start_embedded_redis
+from service.store.errors import (
+    CorruptBlobError,
+    InvalidArtifactError,
+    StoreError,
+    StoreUnavailableError,
+    TaskNotFoundError,
+    VersionConflictError,
+    VersionNotFoundError,
+)
+from service.store.events import Subscription
+from service.store.factory import connect, make_client
+from service.store.keys import DEFAULT_PREFIX, Keys
+from service.store.records import VersionInfo
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "AdapterStore",
+    "BlobStore",
+    "CorruptBlobError",
+    "EmbeddedRedis",
+    "FilesystemBlobStore",
+    "InvalidArtifactError",
+    "Keys",
+    "RedisBlobStore",
+    "StoreError",
+    "StoreUnavailableError",
+    "Subscription",
+    "TaskNotFoundError",
+    "VersionConflictError",
+    "VersionInfo",
+    "VersionNotFoundError",
+    "connect",
+    "find_redis_server",
+    "make_client",
+    "start_embedded_redis",
+]

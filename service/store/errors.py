@@ -1,0 +1,65 @@
+"""Typed store errors, and the one place Redis client exceptions become them.
+
+HTTP mapping (done by the API's error table, not here): `StoreUnavailableError` -> 503,
+`TaskNotFoundError` / `VersionNotFoundError` -> 404, `VersionConflictError` -> 409,
+`InvalidArtifactError` -> 422, `CorruptBlobError` -> 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis.exceptions import RedisError, WatchError
+
+
+class StoreError(Exception):
+    """Base class of every adapter-store error."""
+
+
+class StoreUnavailableError(StoreError):
+    """Redis (or the blob backend) is unreachable, timing out, loading or refusing writes."""
+
+
+class TaskNotFoundError(StoreError):
+    def __init__(self, task: str) -> None:
+        super().__init__(f"task {task!r} not found")
+        self.task = task
+
+
+class VersionNotFoundError(StoreError):
+    def __init__(self, task: str, version: int) -> None:
+        super().__init__(f"task {task!r} has no version {version}")
+        self.task = task
+        self.version = version
+
+
+class VersionConflictError(StoreError):
+    """The request contradicts the current index (deleting the live version, a lost race)."""
+
+
+class InvalidArtifactError(StoreError):
+    """The bytes handed to `publish` are not a storable artifact (bad name, no JSON manifest)."""
+
+
+class CorruptBlobError(StoreError):
+    """Stored bytes are missing or fail their sha256: they are never served."""
+
+    def __init__(self, task: str, version: int, part: str, detail: str) -> None:
+        super().__init__(f"task {task!r} version {version}: {part} blob {detail}")
+        self.task = task
+        self.version = version
+        self.part = part
+
+
+@contextmanager
+def redis_errors(action: str) -> Iterator[None]:
+    """Re-raise Redis client errors raised while doing `action` as `StoreUnavailableError`."""
+    try:
+        yield
+    except WatchError:
+        raise
+    except RedisError as e:
+        raise StoreUnavailableError(
+            f"adapter store unavailable while {action}: {type(e).__name__}: {e}"
+        ) from e

@@ -1,0 +1,52 @@
+"""Build an `AdapterStore` from settings: Redis URL (or an embedded server) and blob backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from service.store.adapter_store import AdapterStore
+from service.store.blobs import BlobStore, FilesystemBlobStore, RedisBlobStore
+from service.store.embedded import EmbeddedRedis, start_embedded_redis
+from service.store.keys import DEFAULT_PREFIX
+
+BlobBackend = Literal["redis", "filesystem"]
+BLOB_BACKENDS: tuple[BlobBackend, ...] = ("redis", "filesystem")
+EMBEDDED_DIR = "redis"
+BLOBS_DIR = "blobs"
+SOCKET_TIMEOUT_S = 2.0
+
+
+def make_client(url: str, socket_timeout_s: float = SOCKET_TIMEOUT_S) -> redis.Redis:
+    """A bytes client that fails fast: short socket timeouts and one quick retry."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        health_check_interval=30,
+    )
+
+
+def connect(
+    url: str | None,
+    data_dir: Path,
+    blob_backend: BlobBackend = "redis",
+    prefix: str = DEFAULT_PREFIX,
+) -> tuple[AdapterStore, EmbeddedRedis | None]:
+    """The store, plus the embedded server it started when `url` is None (caller stops it)."""
+    if blob_backend not in BLOB_BACKENDS:
+        raise ValueError(f"blob_backend must be one of {BLOB_BACKENDS}, got {blob_backend!r}")
+    data_dir = Path(data_dir)
+    embedded = start_embedded_redis(data_dir / EMBEDDED_DIR) if url is None else None
+    client = make_client(embedded.url if embedded else str(url))
+    blobs: BlobStore = (
+        RedisBlobStore(client)
+        if blob_backend == "redis"
+        else FilesystemBlobStore(data_dir / BLOBS_DIR)
+    )
+    return AdapterStore(client, blobs, prefix), embedded
