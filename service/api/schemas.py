@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
 
 
 class TextItem(BaseModel):
@@ -18,7 +22,7 @@ class PredictRequest(BaseModel):
         json_schema_extra={"examples": [{"inputs": ["a gripping, funny film"]}]},
     )
 
-    inputs: str | TextItem | list[str | TextItem] = Field(
+    inputs: NonEmptyText | TextItem | list[NonEmptyText | TextItem] = Field(
         description="One text, one {text, text_pair}, or a list of them."
     )
     return_gates: bool = Field(False, description="Include per-layer gate values per input.")

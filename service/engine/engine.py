@@ -193,8 +193,8 @@ class Engine:
         info = await asyncio.to_thread(
             self.store.publish, artifact.manifest.task, manifest_bytes, weights
         )
-        # Apply locally at once; other replicas hear it on the store's pub/sub channel.
-        self.resolver.on_event({"event": "live", "task": info.task, "version": info.version})
+        # Forget the cached live version at once; every replica also hears the store's events.
+        self.resolver.on_event({"event": "published", "task": info.task, "version": info.version})
         return info
 
     def _evicted(self, resident) -> None:

@@ -87,16 +87,16 @@ class AdapterResolver:
 
     def on_event(self, event: dict) -> None:
         """Store pub/sub: drop cached live versions so every replica switches at once."""
-        kind, task = event.get("event"), event.get("task")
+        kind, task, version = event.get("event"), event.get("task"), event.get("version")
         if kind == "resync" or task is None:
             self._live.clear()
             return
         self._live.pop(task, None)
-        if kind == "deleted":
+        if kind == "live" and version is not None:
+            self._live[task] = LiveEntry(int(version), time.monotonic())
+            self.pool.retire_task(task, keep_version=int(version))
+        elif kind == "deleted" and version is None:
             self.pool.retire_task(task)
-        elif kind in ("published", "live") and event.get("version") is not None:
-            self._live[task] = LiveEntry(int(event["version"]), time.monotonic())
-            self.pool.retire_task(task, keep_version=int(event["version"]))
         self._update_gauges()
 
     def _update_gauges(self) -> None:
