@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from service.store.blobs import BlobStore
@@ -37,6 +39,7 @@ from service.store.keys import BLOB_PARTS, DEFAULT_PREFIX, Keys
 from service.store.records import VersionInfo, parse_manifest, sha256_hex, utc_now_iso
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_GC_GRACE_S = 3600.0
 DELETING = b"0"  # pending-marker value: blobs are being (or must be) deleted
@@ -89,7 +92,7 @@ class AdapterStore:
         task, version, k = info.task, info.version, self.keys
         pending, live_key = k.pending(task, version), k.live(task)
 
-        def txn(pipe: redis.client.Pipeline) -> bool:
+        def txn(pipe: Pipeline) -> bool:
             if pipe.get(pending) != stamp:
                 raise VersionConflictError(
                     f"upload of {task!r} version {version} was garbage-collected before it "
@@ -105,21 +108,19 @@ class AdapterStore:
             pipe.delete(pending)
             return move
 
-        with redis_errors(f"committing {task!r} version {version}"):
-            return bool(self.client.transaction(txn, pending, live_key, value_from_callable=True))
+        return self._transaction(f"committing {task!r} version {version}", txn, pending, live_key)
 
     def set_live(self, task: str, version: int) -> None:
         """Point the task at an existing version (rollback or roll forward)."""
         versions_key = self.keys.versions(task)
 
-        def txn(pipe: redis.client.Pipeline) -> None:
+        def txn(pipe: Pipeline) -> None:
             if not pipe.hexists(versions_key, str(version)):
                 raise self._missing(pipe, task, version)
             pipe.multi()
             pipe.set(self.keys.live(task), version)
 
-        with redis_errors(f"setting {task!r} live version to {version}"):
-            self.client.transaction(txn, versions_key)
+        self._transaction(f"setting {task!r} live version to {version}", txn, versions_key)
         self._emit(EVENT_LIVE, task, version)
 
     def delete_version(self, task: str, version: int) -> None:
@@ -128,7 +129,7 @@ class AdapterStore:
         k = self.keys
         versions_key, live_key = k.versions(task), k.live(task)
 
-        def txn(pipe: redis.client.Pipeline) -> bool:
+        def txn(pipe: Pipeline) -> bool:
             if not pipe.hexists(versions_key, str(version)):
                 raise self._missing(pipe, task, version)
             live, count = pipe.get(live_key), int(pipe.hlen(versions_key))
@@ -144,10 +145,8 @@ class AdapterStore:
                 pipe.srem(k.tasks, task)
             return count == 1
 
-        with redis_errors(f"deleting {task!r} version {version}"):
-            task_gone = self.client.transaction(
-                txn, versions_key, live_key, value_from_callable=True
-            )
+        action = f"deleting {task!r} version {version}"
+        task_gone = self._transaction(action, txn, versions_key, live_key)
         self._emit(EVENT_DELETED, task, None if task_gone else version)
         self._drop_blobs(task, [version])
 
@@ -156,7 +155,7 @@ class AdapterStore:
         k = self.keys
         versions_key = k.versions(task)
 
-        def txn(pipe: redis.client.Pipeline) -> list[int]:
+        def txn(pipe: Pipeline) -> list[int]:
             versions = sorted(int(v) for v in pipe.hkeys(versions_key))
             if not versions:
                 raise TaskNotFoundError(task)
@@ -167,8 +166,7 @@ class AdapterStore:
                 pipe.set(k.pending(task, version), DELETING)
             return versions
 
-        with redis_errors(f"deleting task {task!r}"):
-            versions = self.client.transaction(txn, versions_key, value_from_callable=True)
+        versions = self._transaction(f"deleting task {task!r}", txn, versions_key)
         self._emit(EVENT_DELETED, task, None)
         self._drop_blobs(task, versions)
 
@@ -188,7 +186,7 @@ class AdapterStore:
         return len(removed)
 
     def _claim_orphan(self, marker: str, task: str, version: int, cutoff: float) -> bool:
-        def txn(pipe: redis.client.Pipeline) -> bool:
+        def txn(pipe: Pipeline) -> bool:
             stamp = pipe.get(marker)
             if stamp is None or float(stamp) > cutoff:
                 return False
@@ -200,8 +198,7 @@ class AdapterStore:
             pipe.set(marker, DELETING)  # any racing commit of this upload now aborts
             return True
 
-        with redis_errors(f"claiming orphan {marker}"):
-            return bool(self.client.transaction(txn, marker, value_from_callable=True))
+        return self._transaction(f"claiming orphan {marker}", txn, marker)
 
     def _drop_blobs(self, task: str, versions: list[int]) -> None:
         """Best effort: on failure the markers stay and `gc_orphans` finishes the job."""
@@ -218,13 +215,16 @@ class AdapterStore:
 
     def tasks(self) -> list[str]:
         with redis_errors("listing tasks"):
-            return sorted(t.decode() for t in self.client.smembers(self.keys.tasks))
+            members = cast("set[bytes]", self.client.smembers(self.keys.tasks))
+        return sorted(t.decode() for t in members)
 
     def live_version(self, task: str) -> int | None:
         """The live version; None when the task exists but nothing is live."""
         with redis_errors(f"reading live version of {task!r}"):
             pipe = self.client.pipeline(transaction=False)
-            exists, live = pipe.exists(self.keys.versions(task)).get(self.keys.live(task)).execute()
+            pipe.exists(self.keys.versions(task))
+            pipe.get(self.keys.live(task))
+            exists, live = pipe.execute()
         if not exists:
             raise TaskNotFoundError(task)
         return None if live is None else int(live)
@@ -275,6 +275,13 @@ class AdapterStore:
             self.client.publish(self.keys.events, encode_event(event, task, version))
         except RedisError as e:
             log.warning("could not publish %s event for %r: %s", event, task, e)
+
+    def _transaction(self, action: str, func: Callable[[Pipeline], T], *watches: str) -> T:
+        """WATCH `watches`, run `func` (reads, then `pipe.multi()` and writes), EXEC; retried
+        when a watched key changed in between. Returns what `func` returned."""
+        run = cast(Callable[..., Any], self.client.transaction)  # its stub wants -> None
+        with redis_errors(action):
+            return cast(T, run(func, *watches, value_from_callable=True))
 
     def _missing(self, client: Any, task: str, version: int) -> StoreError:
         """The right not-found error for a version absent from the index."""

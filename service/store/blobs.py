@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 
@@ -44,7 +44,7 @@ class RedisBlobStore:
 
     def get(self, key: str) -> bytes | None:
         with redis_errors(f"reading blob {key}"):
-            return self.client.get(key)
+            return cast("bytes | None", self.client.get(key))
 
     def delete(self, key: str) -> None:
         with redis_errors(f"deleting blob {key}"):

@@ -7,6 +7,7 @@ from typing import Literal
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from service.store.adapter_store import AdapterStore
@@ -22,12 +23,16 @@ SOCKET_TIMEOUT_S = 2.0
 
 
 def make_client(url: str, socket_timeout_s: float = SOCKET_TIMEOUT_S) -> redis.Redis:
-    """A bytes client that fails fast: short socket timeouts and one quick retry."""
+    """A bytes client that fails fast: short socket timeouts, one quick retry on a refused or
+    dropped connection and none on a timeout (a hung server costs one timeout, not three)."""
+    retry = Retry(
+        ExponentialBackoff(cap=0.2, base=0.05), retries=1, supported_errors=(RedisConnectionError,)
+    )
     return redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        retry=retry,
         health_check_interval=30,
     )
 
