@@ -87,8 +87,8 @@ def render_config(data_dir: Path, socket_path: Path | None, port: int | None) ->
     return "\n".join(lines) + "\n"
 
 
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+def _client(url: str, timeout_s: float = 2.0) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=2.0)
 
 
 def _answers(url: str) -> bool:
@@ -120,7 +120,7 @@ class EmbeddedRedis:
         self._stopped = True
         if self.running:
             try:
-                _client(self.url).shutdown(save=True)
+                _client(self.url, timeout_s).shutdown(save=True)  # saving takes time
             except RedisError as e:
                 log.warning("SHUTDOWN SAVE failed (%s); sending SIGTERM", e)
                 self.process.terminate()
