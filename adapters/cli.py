@@ -1,0 +1,149 @@
+"""`unipelt`: train, evaluate and use task adapters; run the low-resource study; serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from adapters.errors import UniPELTError
+
+GLUE_DIR_ENV = "UNIPELT_GLUE_DIR"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backbone", default=None, help="local model dir or name (default: MiniLM)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", default="10", help="max epochs; study: also 100:20,1000:5")
+    parser.add_argument("--lr", type=float, default=None, help="default: per method")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--patience", type=int, default=10, help="evaluations without gain")
+    parser.add_argument("--eval-every", type=int, default=0, help="steps; 0 = once per epoch")
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one task and save its adapter artifact")
+    _common(p)
+    data = p.add_argument_group("data: a GLUE task, or your own files")
+    data.add_argument("--task", help="GLUE task name (sst2, rte, ...)")
+    data.add_argument("--data-dir", default=os.environ.get(GLUE_DIR_ENV), help="GLUE root")
+    data.add_argument("--train-file", help="CSV/TSV/JSONL with text[, text_pair], label")
+    data.add_argument("--dev-file")
+    data.add_argument("--test-file")
+    data.add_argument("--text-column", default="text")
+    data.add_argument("--pair-column", default="text_pair")
+    data.add_argument("--label-column", default="label")
+    data.add_argument("--labels", type=_names, help="class names in id order (comma-separated)")
+    data.add_argument("--regression", action="store_true")
+    data.add_argument("--k", type=int, default=None, help="training examples (default: all)")
+    data.add_argument("--dev-size", type=int, default=1000, help="held-out dev examples")
+    m = p.add_argument_group("method")
+    m.add_argument("--method", default="apl", help="apl, ap, a, p, l, bitfit, head, ft, ...")
+    m.add_argument("--no-gates", action="store_true")
+    m.add_argument("--bottleneck", type=int)
+    m.add_argument("--prefix-length", type=int)
+    m.add_argument("--lora-r", type=int)
+    m.add_argument("--lora-alpha", type=float)
+    _training_options(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, help="artifact directory (written atomically)")
+    p.add_argument("--task-name", help="task name in the artifact (default: the data's)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="score a saved artifact on a GLUE split or a file")
+    p.add_argument("artifact", type=Path)
+    _common(p)
+    p.add_argument("--task")
+    p.add_argument("--data-dir", default=os.environ.get(GLUE_DIR_ENV))
+    p.add_argument("--split", default="dev", help="GLUE split (dev is the paper's test set)")
+    p.add_argument("--file", type=Path, help="labelled CSV/TSV/JSONL instead of GLUE")
+
+
+def _predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="predict texts (arguments, or stdin lines)")
+    p.add_argument("artifact", type=Path)
+    p.add_argument("texts", nargs="*", help="texts; stdin lines (text<TAB>pair) when none")
+    p.add_argument("--pair", action="append", help="second text, once per text")
+    _common(p)
+
+
+def _study_parser(sub) -> None:
+    p = sub.add_parser("study", help="run the low-resource grid and write the report")
+    _common(p)
+    p.add_argument("--tasks", type=_names, default=_names("sst2,rte,mrpc,cola,stsb"))
+    p.add_argument("--k", type=_ints, default=[100, 1000])
+    p.add_argument("--methods", type=_names, default=_names("ft,bitfit,a,p,l,ap,apl,apl-nogate"))
+    p.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    p.add_argument("--data-dir", default=os.environ.get(GLUE_DIR_ENV))
+    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p.add_argument("--dev-size", type=int, default=500, help="dev examples for early stopping")
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from JSON")
+    p.add_argument("--no-plot", action="store_true")
+    _training_options(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unipelt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _eval_parser(sub)
+    _predict_parser(sub)
+    _study_parser(sub)
+    sub.add_parser("serve", help="start the serving app")
+    demo = sub.add_parser("demo", help="train a tiny sentiment adapter and predict (smoke test)")
+    _common(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from adapters.training import commands
+
+    handlers = {
+        "train": commands.train,
+        "eval": commands.evaluate,
+        "predict": commands.predict,
+        "study": commands.study,
+        "serve": serve,
+        "demo": commands.demo,
+    }
+    try:
+        return handlers[args.command](args) or 0
+    except (UniPELTError, FileNotFoundError) as exc:
+        print(f"unipelt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unipelt {args.command}: interrupted (no partial artifact written)", file=sys.stderr)
+        return 130
+
+
+def serve(_args: argparse.Namespace) -> int:
+    try:
+        from service.main import run
+    except ImportError as exc:
+        print(f"unipelt serve: error: the serving app is not available ({exc})", file=sys.stderr)
+        return 2
+    run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
