@@ -18,13 +18,15 @@ def adapter_delta(
     scale: Tensor,
     activation: str = "relu",
 ) -> Tensor:
-    """Per-row adapter output to add to h.
+    """Per-row adapter output to add to h: scale * (f(h W_down + b_down) W_up + b_up).
 
-    h: (B, T, d); down_w: (B, d, m); down_b: (B, m); up_w: (B, m, d); up_b: (B, d);
-    scale: (B,). Zero-padded bottleneck units contribute exactly zero.
+    h: (B, T, d); down_w: (B, d, m); down_b: (B, m); up_w: (B, m, d); up_b: (B, d) (a leading
+    1 instead of B when every row uses the same task); scale: (B,). Zero-padded bottleneck
+    units contribute exactly zero. The scale is applied to the small (B, T, m) tensor.
     """
-    z = ACTIVATIONS[activation](torch.bmm(h, down_w) + down_b.unsqueeze(1))  # (B, T, m)
-    return (torch.bmm(z, up_w) + up_b.unsqueeze(1)) * scale.view(-1, 1, 1)  # (B, T, d)
+    s = scale.view(-1, 1, 1)
+    z = ACTIVATIONS[activation](torch.matmul(h, down_w) + down_b.unsqueeze(1))  # (B, T, m)
+    return torch.matmul(z * s, up_w) + up_b.unsqueeze(1) * s  # (B, T, d)
 
 
 def init_adapter_weights(layers: int, hidden: int, bottleneck: int) -> dict[str, Tensor]:

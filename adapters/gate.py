@@ -10,10 +10,10 @@ def gate_values(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor) -> Tensor
     """Per-row gate scores.
 
     x: (B, T, d) the gated submodule's input; mask: (B, T) 1 for real tokens;
-    weight: (B, d, G) per-row gate weights; bias: (B, G). Returns (B, G).
+    weight: (B, d, G) per-row gate weights, or (1, d, G) shared; bias: (B, G). Returns (B, G).
     Padding is excluded from the mean so a row's gate never depends on its batch neighbours.
     """
-    scores = torch.sigmoid(torch.bmm(x, weight) + bias.unsqueeze(1))  # (B, T, G)
+    scores = torch.sigmoid(torch.matmul(x, weight) + bias.unsqueeze(1))  # (B, T, G)
     m = mask.to(scores.dtype).unsqueeze(-1)  # (B, T, 1)
     return (scores * m).sum(1) / m.sum(1).clamp_min(1.0)
 

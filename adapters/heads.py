@@ -16,14 +16,15 @@ def head_logits(
     dropout: float = 0.0,
     training: bool = False,
 ) -> Tensor:
-    """pooled: (B, d); dense_w: (B, d, d); dense_b: (B, d); out_w: (B, d, n); out_b: (B, n).
+    """pooled: (B, d); dense_w: (B, d, d); dense_b: (B, d); out_w: (B, d, n); out_b: (B, n)
+    (leading 1 instead of B when every row uses the same task).
 
     Label counts of different tasks are zero-padded to the batch's largest n; callers keep
     each row's first n_labels logits.
     """
-    h = torch.tanh(torch.bmm(pooled.unsqueeze(1), dense_w).squeeze(1) + dense_b)  # (B, d)
+    h = torch.tanh(torch.matmul(pooled.unsqueeze(1), dense_w).squeeze(1) + dense_b)  # (B, d)
     h = F.dropout(h, dropout, training)
-    return torch.bmm(h.unsqueeze(1), out_w).squeeze(1) + out_b  # (B, n)
+    return torch.matmul(h.unsqueeze(1), out_w).squeeze(1) + out_b  # (B, n)
 
 
 def init_head_weights(

@@ -8,13 +8,15 @@ import torch
 from torch import Tensor
 
 
-def lora_delta(x: Tensor, a: Tensor, b: Tensor, scale: Tensor) -> Tensor:
-    """Per-row low-rank update.
+def add_lora(y: Tensor, x: Tensor, a: Tensor, b: Tensor, scale: Tensor) -> Tensor:
+    """y + scale * (x A) B, per row.
 
-    x: (B, T, d); a: (B, d, r); b: (B, r, d); scale: (B,). Ranks of different tasks are
-    zero-padded to the batch's largest r, which adds exact zeros.
+    y, x: (B, T, d); a: (B, d, r) and b: (B, r, d), or (1, d, r) / (1, r, d) when every row
+    uses the same task; scale: (B,). Ranks of different tasks are zero-padded to the batch's
+    largest r, which adds exact zeros. The scale multiplies the small (B, T, r) tensor.
     """
-    return torch.bmm(torch.bmm(x, a), b) * scale.view(-1, 1, 1)  # (B, T, d)
+    low = torch.matmul(x, a) * scale.view(-1, 1, 1)  # (B, T, r)
+    return y + torch.matmul(low, b)  # (B, T, d)
 
 
 def init_lora_weights(layers: int, hidden: int, rank: int) -> tuple[Tensor, Tensor]:

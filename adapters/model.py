@@ -20,7 +20,7 @@ from adapters.bitfit import add_bias
 from adapters.bottleneck import ACTIVATIONS, adapter_delta
 from adapters.gate import gate_values, mix_constants
 from adapters.heads import head_logits
-from adapters.lora import lora_delta
+from adapters.lora import add_lora
 from adapters.prefix import prefix_keys_values
 
 _ACT_NAMES = tuple(ACTIVATIONS)
@@ -49,38 +49,46 @@ class BatchView:
     activations: list[int]
     gate_on: Tensor  # (B, G)
     gate_const: Tensor  # (B, G)
+    index: Tensor | slice  # rows' slots, or one slot's slice when all rows share it
+    prefix_uniform: bool  # every row's prefix has the batch's length (no prefix padding)
+    unpadded: bool = False  # no padding tokens in the batch
 
     @classmethod
     def of(cls, bank: TaskBank, slots: Tensor) -> BatchView:
         meta = bank.meta
         used = torch.unique(slots)
         adapters_used = used[meta.bottleneck[used] > 0]
+        # One task in the batch: read its slot as a (1, ...) view, no gather, broadcast matmul.
+        index = slice(int(used[0]), int(used[0]) + 1) if used.numel() == 1 else slots
+        prefix = int(meta.prefix_length[used].max())
         return cls(
             bank=bank,
             slots=slots,
             rank=int(meta.lora_rank[used].max()),
             bottleneck=int(meta.bottleneck[used].max()),
-            prefix_length=int(meta.prefix_length[used].max()),
+            prefix_length=prefix,
             num_labels=int(meta.num_labels[used].max()),
             any_gates=bool(meta.gate_on[used].any()),
             any_bitfit=bool(meta.bitfit[used].any()),
             activations=sorted({int(a) for a in meta.activation[adapters_used]}),
             gate_on=meta.gate_on[slots],
             gate_const=meta.gate_const[slots],
+            index=index,
+            prefix_uniform=bool((meta.prefix_length[used] == prefix).all()),
         )
 
     def take(self, name: str, layer: int | None = None, trim: int | None = None) -> Tensor:
-        """Each row's tensor `name` (at `layer`), last dim cut to `trim`. (B, ...)"""
+        """Each row's tensor `name` (at `layer`), last dim cut to `trim`: (B, ...) or (1, ...)."""
         t = self.bank.tensors[name]
         if layer is not None:
             t = t[:, layer]
         if trim is not None:
             t = t[..., :trim]
-        return t[self.slots]
+        return t[self.index]
 
     def take_rows(self, name: str, layer: int, trim: int) -> Tensor:
         """Like `take` but cutting the second-to-last dim (B-matrices, prefixes, up-proj)."""
-        return self.bank.tensors[name][:, layer, :trim][self.slots]
+        return self.bank.tensors[name][:, layer, :trim][self.index]
 
     def bitfit(self, target: str, layer: int) -> Tensor | None:
         return self.take(f"bitfit_{target}", layer) if self.any_bitfit else None
@@ -111,6 +119,7 @@ class UniPELTModel(nn.Module):
         return_gates: bool = False,
     ) -> ForwardOutput:
         view = BatchView.of(bank, slots)
+        view.unpadded = bool(attention_mask.all())
         x = self.embed(input_ids, token_type_ids)  # (B, T, d)
         gates = []
         for index, layer in enumerate(self.backbone.layers):
@@ -159,13 +168,15 @@ class UniPELTModel(nn.Module):
         v = add_bias(sa.value(x), view.bitfit("v", index))
         if view.rank:
             r = view.rank
-            q = q + lora_delta(
+            q = add_lora(
+                q,
                 x,
                 view.take("lora_q_A", index, trim=r),
                 view.take_rows("lora_q_B", index, r),
                 g[:, C.GATE_LORA_Q],
             )
-            v = v + lora_delta(
+            v = add_lora(
+                v,
                 x,
                 view.take("lora_v_A", index, trim=r),
                 view.take_rows("lora_v_B", index, r),
@@ -185,6 +196,8 @@ class UniPELTModel(nn.Module):
                 prefix_mask,
                 g[:, C.GATE_PREFIX],
             )
+        if view.unpadded and view.prefix_uniform:
+            key_mask = None  # every key is real: let attention skip the mask
         context = self.attention(q, k, v, key_mask)  # (B, T, d)
 
         h = F.dropout(
@@ -238,14 +251,14 @@ class UniPELTModel(nn.Module):
             delta = torch.where((row_act == a).view(-1, 1, 1), d_a, delta)
         return f + delta, scale
 
-    def attention(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor) -> Tensor:
+    def attention(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None) -> Tensor:
         """Multi-head scaled dot-product attention. q: (B, T, d); k, v: (B, S, d)."""
         B, T, d = q.shape
         H = self.heads
         qh = q.view(B, T, H, d // H).transpose(1, 2)  # (B, H, T, dh)
         kh = k.view(B, k.shape[1], H, d // H).transpose(1, 2)  # (B, H, S, dh)
         vh = v.view(B, v.shape[1], H, d // H).transpose(1, 2)
-        allowed = key_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
+        allowed = key_mask.bool()[:, None, None, :] if key_mask is not None else None  # (B,1,1,S)
         out = F.scaled_dot_product_attention(
             qh,
             kh,

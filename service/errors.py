@@ -61,8 +61,10 @@ class ShuttingDownError(ServiceError):
 def library_error_status() -> list[tuple[type[Exception], int, str]]:
     from service.store.errors import (
         CorruptBlobError,
+        InvalidArtifactError,
         StoreUnavailableError,
         TaskNotFoundError,
+        VersionConflictError,
         VersionNotFoundError,
     )
 
@@ -72,6 +74,8 @@ def library_error_status() -> list[tuple[type[Exception], int, str]]:
         (ConfigError, 422, "invalid_adapter"),
         (TaskNotFoundError, 404, "unknown_task"),
         (VersionNotFoundError, 404, "unknown_version"),
+        (InvalidArtifactError, 422, "invalid_adapter"),
+        (VersionConflictError, 409, "version_conflict"),
         (CorruptBlobError, 502, "corrupt_adapter"),
         (StoreUnavailableError, 503, "store_unavailable"),
     ]

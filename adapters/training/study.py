@@ -155,15 +155,26 @@ def _worker_run(config: StudyConfig, key: RunKey) -> dict[str, Any]:
 Report = Callable[[int, int, dict[str, Any]], None]  # (done, total, record)
 
 
-def run_study(config: StudyConfig, report: Report | None = None) -> int:
-    """Run every pending grid cell; returns how many ran."""
+def run_study(
+    config: StudyConfig,
+    report: Report | None = None,
+    backbone: Backbone | None = None,
+    tokenizer=None,
+) -> int:
+    """Run every pending grid cell; returns how many ran.
+
+    With one worker the runs happen in this process, on `backbone` and `tokenizer` when
+    given (else `config.backbone` is loaded); with more, each worker process loads its own.
+    """
     todo = config.pending()
     if not todo:
         return 0
     if config.workers <= 1:
-        _init_worker(config.backbone, config.threads)
+        if backbone is None:
+            _init_worker(config.backbone, config.threads)
+            backbone, tokenizer = _WORKER["backbone"], _WORKER["tokenizer"]
         for done, key in enumerate(todo, start=1):
-            record = _worker_run(config, key)
+            record = run_one(config, key, backbone, tokenizer)
             if report:
                 report(done, len(todo), record)
         return len(todo)

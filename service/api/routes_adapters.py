@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile, status
 from service.api.deps import EngineDep, SettingsDep, TaskName, require_read, require_write
 from service.api.schemas import ErrorOut, RollbackRequest, TaskOut, TaskSummary, VersionOut
 from service.errors import AdapterTooLargeError, UnknownTaskError, UnknownVersionError
+from service.store.errors import TaskNotFoundError
 from service.store.records import VersionInfo
 
 router = APIRouter(prefix="/adapters", tags=["adapters"])
@@ -86,8 +87,13 @@ async def upload_adapter(
 @router.get("", response_model=list[TaskSummary], dependencies=[Depends(require_read)])
 async def list_adapters(engine: EngineDep) -> list[TaskSummary]:
     def read() -> list[TaskSummary]:
-        store = engine.store
-        return [TaskSummary(task=t, live_version=store.live_version(t)) for t in store.tasks()]
+        out = []
+        for task in engine.store.tasks():
+            try:
+                out.append(TaskSummary(task=task, live_version=engine.store.live_version(task)))
+            except TaskNotFoundError:  # deleted meanwhile
+                continue
+        return out
 
     return await asyncio.to_thread(read)
 
@@ -151,9 +157,7 @@ async def rollback(task: TaskName, body: RollbackRequest, engine: EngineDep) -> 
 )
 async def delete_adapter(task: TaskName, engine: EngineDep) -> dict[str, str]:
     def apply() -> None:
-        if engine.store.live_version(task) is None and not engine.store.versions(task):
-            raise UnknownTaskError(f"no adapter is uploaded for task {task!r}")
-        engine.store.delete_task(task)
+        engine.store.delete_task(task)  # TaskNotFoundError -> 404
         engine.resolver.on_event({"event": "deleted", "task": task, "version": None})
 
     await asyncio.to_thread(apply)

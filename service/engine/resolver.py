@@ -12,7 +12,7 @@ from service.engine.pool import AdapterPool, Resident
 from service.errors import UnknownTaskError
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
-from service.store.errors import StoreUnavailableError
+from service.store.errors import StoreUnavailableError, TaskNotFoundError
 
 
 @dataclass
@@ -46,6 +46,8 @@ class AdapterResolver:
             return entry.version
         try:
             version = self.store.live_version(task)
+        except TaskNotFoundError:
+            version = None
         except StoreUnavailableError:
             if entry is not None:  # keep serving what we know while the store is away
                 return entry.version
