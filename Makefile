@@ -23,6 +23,7 @@ run: $(VENV)/.installed  ## serve on embedded defaults (packaged MiniLM, embedde
 test: $(VENV)/.installed  ## lint + the whole test suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

@@ -41,9 +41,9 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
             settings.blob_backend,
             settings.redis_key_prefix,
         )
-        model = backbone or await asyncio.to_thread(
-            load_backbone, settings.backbone, settings.device
-        )
+        model = backbone
+        if model is None:
+            model = await asyncio.to_thread(load_backbone, settings.backbone, settings.device)
         engine = Engine(settings, model, store, metrics)
         subscription = store.subscribe(engine.resolver.on_event)
         engine.start()

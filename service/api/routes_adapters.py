@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile, status
 
@@ -15,7 +15,7 @@ from service.store.records import VersionInfo
 
 router = APIRouter(prefix="/adapters", tags=["adapters"])
 
-UPLOAD_ERRORS = {
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or wrong bearer token"},
     413: {"model": ErrorOut, "description": "Upload over the size limit"},
     422: {"model": ErrorOut, "description": "Invalid artifact (reason in detail)"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 
 from service.api.deps import EngineDep, SettingsDep, TaskName, require_read
@@ -11,7 +13,7 @@ from service.errors import InvalidInputError
 
 router = APIRouter(tags=["predict"])
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No adapter is uploaded for this task"},
     422: {"model": ErrorOut, "description": "Invalid input, or an input over the token limit"},
     429: {"model": ErrorOut, "description": "Queue full; retry after Retry-After seconds"},

@@ -107,7 +107,8 @@ class DynamicBatcher:
             n = min(self.max_batch_size, len(self._queue))
             return [self._queue.popleft() for _ in range(n)]
         task = self._queue[0].row.task
-        batch, rest = [], deque()
+        batch: list[Pending] = []
+        rest: deque[Pending] = deque()
         while self._queue:
             p = self._queue.popleft()
             (batch if p.row.task == task and len(batch) < self.max_batch_size else rest).append(p)
