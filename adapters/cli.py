@@ -107,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _predict_parser(sub)
     _study_parser(sub)
-    sub.add_parser("serve", help="start the serving app")
+    serve_parser = sub.add_parser(
+        "serve", help="start the serving app (settings: UNIPELT_* environment variables)"
+    )
+    serve_parser.add_argument("--host", default=None, help="bind address (UNIPELT_HOST)")
+    serve_parser.add_argument("--port", type=int, default=None, help="port (UNIPELT_PORT)")
     demo = sub.add_parser("demo", help="train a tiny sentiment adapter and predict (smoke test)")
     _common(demo)
     return parser
@@ -135,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def serve(_args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace) -> int:
     try:
         from service.main import run
     except ImportError as exc:
         print(f"unipelt serve: error: the serving app is not available ({exc})", file=sys.stderr)
         return 2
-    run()
+    run(host=args.host, port=args.port)
     return 0
 
 
