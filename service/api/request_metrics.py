@@ -8,6 +8,7 @@ import time
 from service.metrics import Metrics
 
 PREDICT_PATH = re.compile(r"^/v1/([^/]+)/predict$")
+UNKNOWN_TASK = "_unknown"
 
 
 class RequestMetricsMiddleware:
@@ -20,7 +21,6 @@ class RequestMetricsMiddleware:
         if match is None:
             await self.app(scope, receive, send)
             return
-        task = self.metrics.task_label(match.group(1)[:64])
         started = time.perf_counter()
         status = {"code": 500}
 
@@ -32,5 +32,8 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self.metrics.requests.labels(task=task, status=str(status["code"])).inc()
+            # Unknown task names never get a label of their own (no cardinality from typos).
+            code = status["code"]
+            task = UNKNOWN_TASK if code == 404 else self.metrics.task_label(match.group(1)[:64])
+            self.metrics.requests.labels(task=task, status=str(code)).inc()
             self.metrics.request_duration.labels(task=task).observe(time.perf_counter() - started)

@@ -149,6 +149,7 @@ def test_health_ready_metrics(client, two_tasks):
     ):
         assert name in text
     assert 'task="sentiment"' in text
+    assert 'task="nope"' not in text  # unknown tasks share one label
 
 
 def test_openapi_documents_status_codes(client):
