@@ -1,0 +1,164 @@
+"""The in-process rows, measured interleaved: every window is run by every row back to back
+(rotating the order between windows), so ratios compare rows measured side by side."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adapters.model import UniPELTModel
+from bench import engine_bench, peft_bench
+from bench.plan import Plan
+from bench.report import RowResult, paired_ratio
+from bench.tasks import LORA_ONLY, TaskSet, stacked_heads
+from bench.timing import Runner
+from bench.workload import Encoder, Workload
+
+
+@dataclass
+class Spec:
+    result: RowResult
+    runner: Runner
+
+
+def build_specs(
+    plan: Plan,
+    workloads: dict[str, Workload],
+    encoder: Encoder,
+    apl: TaskSet,
+    lora: TaskSet,
+    model: UniPELTModel,
+    with_peft: bool,
+) -> tuple[list[Spec], list[str]]:
+    """The rows to measure, and notes from the checks made while building them."""
+    n_max = plan.max_tasks
+    apl_bank, apl_heads = apl.bank(n_max), stacked_heads(apl.weights(n_max))
+    b = plan.batch
+    specs = [
+        _spec(
+            "ceiling",
+            "backbone + 1 head, no PELT (transformers forward)",
+            "-",
+            f"{b}",
+            engine_bench.ceiling_runner(apl.backbone, encoder, apl_heads, b),
+        ),
+    ]
+    for w in plan.apl_mixed:
+        specs.append(
+            _spec(
+                f"apl_mixed_{w}",
+                "ours, UniPELT APL, mixed-task forward",
+                w,
+                f"{b} mixed",
+                engine_bench.mixed_runner(model, apl_bank, encoder, b),
+            )
+        )
+    for w in plan.apl_grouped:
+        specs.append(
+            _spec(
+                f"apl_grouped_{w}",
+                "ours, UniPELT APL, grouped by task",
+                w,
+                "per task",
+                engine_bench.grouped_runner(model, apl_bank, encoder),
+            )
+        )
+    n_lora = max(int(w[:-1]) for w in plan.peft)
+    lora_bank = lora.bank(n_lora)
+    for w in plan.peft:
+        specs.append(
+            _spec(
+                f"l_mixed_{w}",
+                f"ours, LoRA-only r{LORA_ONLY.lora_r}, mixed-task forward",
+                w,
+                f"{b} mixed",
+                engine_bench.mixed_runner(model, lora_bank, encoder, b),
+            )
+        )
+    if not with_peft:
+        return specs, []
+    weights = lora.weights(n_lora)
+    heads = stacked_heads(weights)
+    peft_model = peft_bench.build_peft_model(
+        lora.backbone, weights, LORA_ONLY.lora_r, LORA_ONLY.lora_alpha
+    )
+    window = workloads[plan.peft[0]].windows(plan.batch)[0]
+    ours = engine_bench.bank_forward(model, lora_bank, encoder)(window)
+    theirs = peft_bench.mixed_logits(peft_model, encoder, heads, window)
+    diff = float((ours - theirs).abs().max())
+    check = (
+        "Same weights, same answers: ours (LoRA-only) and PEFT's mixed batch differ by at most "
+        f"{diff:.1e} in any logit on one window of {len(window)} requests."
+    )
+    for w in plan.peft:
+        specs += [
+            _spec(
+                f"peft_request_{w}",
+                "PEFT LoRA, set_adapter per request",
+                w,
+                "1",
+                peft_bench.per_request_runner(peft_model, encoder, heads),
+            ),
+            _spec(
+                f"peft_grouped_{w}",
+                "PEFT LoRA, set_adapter per task group",
+                w,
+                "per task",
+                peft_bench.grouped_runner(peft_model, encoder, heads),
+            ),
+            _spec(
+                f"peft_mixed_{w}",
+                "PEFT LoRA, mixed batch (adapter_names)",
+                w,
+                f"{b} mixed",
+                peft_bench.mixed_runner(peft_model, encoder, heads, b),
+            ),
+        ]
+    return specs, [check]
+
+
+def _spec(key: str, label: str, workload: str, batching: str, runner: Runner) -> Spec:
+    return Spec(RowResult(key, label, workload, batching), runner)
+
+
+def measure(
+    specs: list[Spec],
+    workloads: dict[str, Workload],
+    plan: Plan,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> list[RowResult]:
+    """Warm every row on an extra window, then for each window run every row on it, back to
+    back, rotating the order between windows (paired, interleaved measurements)."""
+    texts_only = workloads[plan.workloads[0]]  # the ceiling ignores tasks
+
+    def windows(spec: Spec) -> list:
+        return workloads.get(spec.result.workload, texts_only).windows(plan.batch)
+
+    for spec in specs:
+        spec.runner(windows(spec)[-1])
+    for index in range(plan.windows):
+        started = time.perf_counter()
+        shift = index % len(specs)
+        for spec in specs[shift:] + specs[:shift]:
+            window = windows(spec)[index]
+            done = spec.runner(window)
+            spec.result.add(len(window), max(done), done)
+        log(
+            f"  window {index + 1}/{plan.windows} ({time.perf_counter() - started:.1f} s): "
+            + ", ".join(f"{s.result.key} {s.result.per_window[-1]:.1f}" for s in specs)
+        )
+    return [s.result for s in specs]
+
+
+def add_ratios(rows: list[RowResult]) -> None:
+    by_key = {r.key: r for r in rows}
+    ceiling = by_key["ceiling"]
+    for row in rows:
+        if row is not ceiling:
+            row.ratios["ceiling"] = paired_ratio(row, ceiling)
+        for base in ("peft_request", "peft_mixed"):
+            other = by_key.get(f"{base}_{row.workload}")
+            if other is not None and other is not row and not row.key.startswith(base):
+                row.ratios[base] = paired_ratio(row, other)

@@ -1,0 +1,100 @@
+"""PEFT baselines on LoRA-only adapters (r 8, alpha 16, query and value) of the same weights.
+
+One PeftModel holds all N adapters on a private copy of the backbone (PEFT replaces the
+model's Linear modules in place, so the shared backbone must not be the one it wraps).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+
+from adapters.backbone import Backbone
+from bench.tasks import apply_head, apply_heads
+from bench.timing import Runner, by_task, run_groups
+from bench.workload import Encoder, Request
+
+
+def peft_available() -> str | None:
+    """None when peft imports, else why not."""
+    try:
+        import peft  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken dependency of peft
+        return f"peft is not importable ({type(exc).__name__}: {exc})"
+    return None
+
+
+def adapter_name(task: int) -> str:
+    return f"t{task}"
+
+
+def build_peft_model(backbone: Backbone, weights: list[dict[str, Tensor]], rank: int, alpha: float):
+    """A PeftModel with adapters t0..t{N-1} carrying exactly our LoRA-only tasks' weights."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=["query", "value"]
+    )
+    base = copy.deepcopy(backbone.model)
+    model = get_peft_model(base, config, adapter_name=adapter_name(0))
+    for task in range(1, len(weights)):
+        model.add_adapter(adapter_name(task), config)
+    layers = model.get_base_model().encoder.layer
+    with torch.no_grad():
+        for task, w in enumerate(weights):
+            name = adapter_name(task)
+            for index, layer in enumerate(layers):
+                for proj, module in (
+                    ("q", layer.attention.self.query),
+                    ("v", layer.attention.self.value),
+                ):
+                    # ours: x @ A (d, r) @ B (r, d); PEFT: Linear weights are (out, in).
+                    module.lora_A[name].weight.copy_(w[f"lora_{proj}_A"][index].t())
+                    module.lora_B[name].weight.copy_(w[f"lora_{proj}_B"][index].t())
+    return model.eval()
+
+
+def per_request_runner(model, encoder: Encoder, heads: dict) -> Runner:
+    """The naive way: `set_adapter` then a batch of one, for every request."""
+    return lambda window: run_groups(
+        window, [[i] for i in range(len(window))], _switching_forward(model, encoder, heads)
+    )
+
+
+def grouped_runner(model, encoder: Encoder, heads: dict) -> Runner:
+    """`set_adapter` once per task present in the window, one batch per task."""
+    return lambda window: run_groups(
+        window, by_task(window), _switching_forward(model, encoder, heads)
+    )
+
+
+def mixed_runner(model, encoder: Encoder, heads: dict, batch: int) -> Runner:
+    """PEFT's own mixed-batch inference: `model(..., adapter_names=[...])`."""
+    return lambda window: run_groups(
+        window,
+        [list(range(i, min(i + batch, len(window)))) for i in range(0, len(window), batch)],
+        lambda rows: mixed_logits(model, encoder, heads, rows),
+    )
+
+
+@torch.inference_mode()
+def mixed_logits(model, encoder: Encoder, heads: dict, rows: list[Request]) -> Tensor:
+    ids, mask = encoder.batch(rows)
+    names = [adapter_name(r.task) for r in rows]
+    hidden = model(input_ids=ids, attention_mask=mask, adapter_names=names).last_hidden_state
+    tasks = torch.tensor([r.task for r in rows], dtype=torch.long)
+    return apply_heads(hidden[:, 0], heads, tasks)
+
+
+def _switching_forward(model, encoder: Encoder, heads: dict):
+    @torch.inference_mode()
+    def forward(rows: list[Request]) -> Tensor:
+        task = rows[0].task
+        model.set_adapter(adapter_name(task))
+        ids, mask = encoder.batch(rows)
+        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return apply_head(hidden[:, 0], heads, task)
+
+    return forward

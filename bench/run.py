@@ -1,0 +1,192 @@
+"""`python -m bench.run [--quick] [--out docs/benchmarks.md]`: every row in one process run."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from adapters.backbone import load_backbone
+from adapters.model import UniPELTModel
+from adapters.tokenization import load_tokenizer
+from bench import inprocess
+from bench.cold_load import measure_cold_load
+from bench.hot_swap import measure_hot_swap
+from bench.http_bench import Cluster, drive, upload_tasks, warm
+from bench.peft_bench import peft_available
+from bench.plan import FULL, QUICK, Plan, parse_workload
+from bench.report import RowResult, paired_ratio, table, write_outputs
+from bench.tasks import TaskSet
+from bench.timing import run_groups
+from bench.workload import GLUE_DIR, Encoder, load_texts, make_workload
+
+THREADS = 2
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = info.get("Model name", "?").strip()
+        cpus = info.get("CPU(s)", "?").strip()
+        hyper = info.get("Hypervisor vendor", "").strip()
+        return f"{cpus} CPU cores, {model}" + (f" ({hyper} VM)" if hyper else "")
+    except (OSError, subprocess.CalledProcessError):
+        return f"{platform.processor() or platform.machine()}"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    torch.set_num_threads(THREADS)
+    started = time.perf_counter()
+    backbone = load_backbone()
+    encoder = Encoder(load_tokenizer(backbone.path))
+    texts, source = load_texts(args.glue_dir)
+    n_requests = plan.batch * (plan.windows + 1)
+    workloads = {
+        key: make_workload(texts, *parse_workload(key), max(n_requests, plan.http_requests))
+        for key in plan.workloads
+    }
+    apl, lora = TaskSet(backbone, "apl"), TaskSet(backbone, "l")
+    log(f"making {plan.max_tasks} APL and LoRA-only tasks")
+    apl.weights(plan.max_tasks)
+    model = UniPELTModel(backbone).eval()
+    missing_peft = None if args.no_peft else peft_available()
+    notes = [
+        "Latency of an in-process row: each request's completion time from the start of its "
+        f"{plan.batch}-request arrival window (what a full batcher holds), so grouped and "
+        "per-request rows include waiting for the batches run before theirs. Tokenisation is "
+        "excluded from in-process rows (texts tokenised once up front), padding included.",
+    ]
+    if args.no_peft or missing_peft:
+        notes.append(f"PEFT rows skipped: {missing_peft or '--no-peft'}.")
+
+    log("in-process rows")
+    specs, checks = inprocess.build_specs(
+        plan, workloads, encoder, apl, lora, model, with_peft=not (args.no_peft or missing_peft)
+    )
+    notes += checks
+    rows = inprocess.measure(specs, workloads, plan, log)
+    inprocess.add_ratios(rows)
+    results: dict = {"rows": [], "notes": notes}
+
+    if not args.no_cold:
+        log("cold load")
+        results["cold_load"] = measure_cold_load(apl, plan.cold_tasks, plan.cold_passes)
+    if not args.no_http:
+        log("HTTP and hot swap")
+        http_row, swap = http_phase(plan, workloads, encoder, apl, model)
+        rows.append(http_row)
+        results["hot_swap"] = swap
+        notes.append(
+            f"HTTP: two uvicorn replicas ({THREADS} torch threads each, batch {plan.batch}, "
+            f"window 5 ms, mixed policy) on one embedded Redis; {plan.http_concurrency} "
+            "concurrent httpx requests of one text each against replica A, client on the same "
+            "2 cores. x engine = HTTP seq/s / the in-process mixed forward on the same requests, "
+            "measured alternately with it; HTTP includes tokenisation, JSON and queueing."
+        )
+    if args.profile:
+        from bench.profile_forward import profile_section
+
+        results["profile"] = profile_section(plan, workloads, encoder, apl, lora, model)
+
+    results["rows"] = [r.summary() for r in rows]
+    results["meta"] = {
+        "command": args.command,
+        "mode": plan.mode,
+        "elapsed_s": time.perf_counter() - started,
+        "machine": machine(),
+        "torch": torch.__version__,
+        "threads": THREADS,
+        "transformers": _version("transformers"),
+        "peft": None if missing_peft or args.no_peft else _version("peft"),
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "texts": source,
+        "batch": plan.batch,
+        "windows": plan.windows,
+        "http_repeats": plan.http_repeats,
+    }
+    write_outputs(results, args.out, args.json)
+    print(table(results["rows"]))
+    for note in notes:
+        print(f"- {note}")
+    for section in ("cold_load", "hot_swap", "profile"):
+        if section in results:
+            print("\n" + results[section]["markdown"])
+    log(f"done in {results['meta']['elapsed_s']:.0f} s")
+    return results
+
+
+def http_phase(plan: Plan, workloads, encoder, apl: TaskSet, model) -> tuple[RowResult, dict]:
+    from bench.engine_bench import bank_forward, chunks
+
+    n, _ = parse_workload(plan.http)
+    bank = apl.bank(n)
+    requests = list(workloads[plan.http].requests[: plan.http_requests])
+    engine = RowResult("engine_ref", "engine reference", plan.http, f"{plan.batch} mixed")
+    http = RowResult(
+        f"http_{plan.http}", "HTTP end to end, APL, saturation", plan.http, f"<={plan.batch} mixed"
+    )
+    forward = bank_forward(model, bank, encoder)
+    with Cluster(plan.batch, slots=max(128, n), threads=THREADS) as cluster:
+        a, b = cluster.replicas
+        upload_tasks(a.url, apl, n)
+        warm(a.url, n)
+        drive(a.url, requests[: plan.http_concurrency], plan.http_concurrency, plan.http_max_s)
+        for rep in range(plan.http_repeats):
+            done = run_groups(requests, chunks(len(requests), plan.batch), forward)
+            engine.add(len(requests), max(done), done)
+            count, elapsed, lats, statuses = drive(
+                a.url, requests, plan.http_concurrency, plan.http_max_s
+            )
+            http.add(count, elapsed, lats)
+            log(
+                f"  burst {rep + 1}: engine {engine.per_window[-1]:.1f} seq/s, "
+                f"HTTP {http.per_window[-1]:.1f} seq/s, statuses {dict(statuses)}"
+            )
+        http.ratios["engine"] = paired_ratio(http, engine)
+        http.note = f"engine reference {engine.throughput:.1f} seq/s"
+        swap = measure_hot_swap(a, b, apl, plan.swaps)
+    return http, swap
+
+
+def _version(package: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:
+        return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small run (under a minute)")
+    p.add_argument("--out", type=Path, help="markdown file to write the results block into")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="JSON results file")
+    p.add_argument("--glue-dir", type=Path, default=GLUE_DIR)
+    p.add_argument("--no-peft", action="store_true", help="skip the PEFT rows")
+    p.add_argument("--no-http", action="store_true", help="skip HTTP and hot swap")
+    p.add_argument("--no-cold", action="store_true", help="skip the cold-load measurement")
+    p.add_argument("--profile", action="store_true", help="add the forward profile section")
+    args = p.parse_args(argv)
+    shown = ["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]
+    args.command = shlex.join(shown)
+    return args
+
+
+if __name__ == "__main__":
+    main()
