@@ -29,11 +29,14 @@ class Predictor:
     backbone: Backbone
     model: UniPELTModel
     bank: TaskBank
-    tokenizer: object
+    tokenizer_: object | None = None
 
     @classmethod
-    def load(cls, directory: Path | str, backbone: str | Backbone | None = None) -> Predictor:
-        """`backbone=None` loads the backbone the manifest names (it must be resolvable)."""
+    def load(
+        cls, directory: Path | str, backbone: str | Backbone | None = None, tokenizer=None
+    ) -> Predictor:
+        """`backbone=None` loads the backbone the manifest names (it must be resolvable);
+        the tokenizer is the backbone's unless given, read when first needed."""
         if not isinstance(backbone, Backbone):
             path = Path(directory) / MANIFEST_FILE
             if not path.is_file():
@@ -42,7 +45,13 @@ class Predictor:
         artifact = load_artifact(Path(directory), backbone)
         bank = TaskBank.from_tasks([(artifact.config, artifact.weights)], backbone.dims)
         model = UniPELTModel(backbone).eval()
-        return cls(artifact, backbone, model, bank, load_tokenizer(backbone.path))
+        return cls(artifact, backbone, model, bank, tokenizer)
+
+    @property
+    def tokenizer(self):
+        if self.tokenizer_ is None:
+            self.tokenizer_ = load_tokenizer(self.backbone.path)
+        return self.tokenizer_
 
     @property
     def label_names(self) -> list[str]:
