@@ -27,6 +27,7 @@ import httpx
 
 from tests.reliability.harness import (
     AUTH,
+    RELIABILITY_SETTINGS,
     redis_store,
     require_loopback,
     rss_kib,
@@ -38,15 +39,6 @@ from tests.reliability.harness import (
 )
 
 WORDS = ("the", "a", "film", "plot", "actor", "scene", "great", "awful", "boring", "slow", "funny")
-# Service settings that make the engine the bottleneck: a short queue (429 when full) and
-# fewer pool slots than tasks (LRU evictions and store fetches under load).
-SATURATION_SETTINGS = {
-    "max_queue": 96,
-    "max_batch_size": 32,
-    "batch_window_ms": 5,
-    "pool_slots": 20,
-    "live_cache_ttl_s": 5,
-}
 
 
 @dataclass
@@ -264,7 +256,7 @@ def run_against_new_service(config: LoadConfig, workdir: Path, backbone=None) ->
     backbone = backbone or load_backbone()
     server = start_embedded_redis(workdir / "redis")
     try:
-        env = service_env(server.url, **SATURATION_SETTINGS)
+        env = service_env(server.url)
         with running_service(workdir / "service", env) as service:
             tasks = task_names(config.tasks)
 
@@ -319,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="unipelt-load-") as tmp:
         report = run_against_new_service(config, Path(tmp))
-    summary = {"config": asdict(config), "service": SATURATION_SETTINGS, **report.summary()}
+    summary = {"config": asdict(config), "service": RELIABILITY_SETTINGS, **report.summary()}
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:

@@ -16,7 +16,16 @@ LABELS = ["negative", "positive"]
 # The paper's sizes: LoRA r 8 (alpha 16), bottleneck 48, prefix 10.
 APL = MethodConfig.preset("apl", lora_r=8, bottleneck=48, prefix_length=10)
 LORA_ONLY = MethodConfig.preset("l", lora_r=8, lora_alpha=16.0)
-METHODS = {"apl": APL, "l": LORA_ONLY}
+METHODS = {
+    "apl": APL,
+    "l": LORA_ONLY,
+    # Ablations for the profile: each submodule alone (ungated, as the paper's baselines).
+    "head": MethodConfig.preset("head"),
+    "a": MethodConfig.preset("a", bottleneck=48),
+    "p": MethodConfig.preset("p", prefix_length=10),
+    "apl-nogate": MethodConfig.preset("apl-nogate", lora_r=8, bottleneck=48, prefix_length=10),
+}
+SEEDS = {name: 1000 * i for i, name in enumerate(METHODS)}
 
 
 class TaskSet:
@@ -27,7 +36,7 @@ class TaskSet:
         self._weights: list[dict[str, Tensor]] = []
 
     def weights(self, n: int) -> list[dict[str, Tensor]]:
-        seed0 = 1000 if self.method == "l" else 0
+        seed0 = SEEDS[self.method]
         while len(self._weights) < n:
             i = len(self._weights)
             self._weights.append(random_task(self.cfg, self.backbone, NUM_LABELS, seed=seed0 + i))

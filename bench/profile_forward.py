@@ -1,0 +1,184 @@
+"""Where the mixed forward's time goes: an ablation by submodule (each measured interleaved
+with the ceiling on the same windows), torch.profiler's op table for APL and for the ceiling,
+and the prototype in `bench/fast_forward.py` (checked equal to the reference first)."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from adapters.model import UniPELTModel
+from bench import engine_bench
+from bench.fast_forward import FastUniPELT, FusedBank
+from bench.inprocess import Spec, add_ratios, measure
+from bench.plan import Plan, parse_workload
+from bench.report import RowResult, fmt, paired_ratio, table
+from bench.tasks import TaskSet, stacked_heads
+from bench.timing import run_groups
+from bench.workload import Encoder, Workload
+
+ABLATION = (
+    ("head", "head only (our layer loop + per-row head)"),
+    ("l", "LoRA r8 (q, v), no gates"),
+    ("a", "bottleneck adapter 48, no gate"),
+    ("p", "prefix 10, no gate"),
+    ("apl-nogate", "APL, no gates"),
+    ("apl", "APL with gates (UniPELT)"),
+)
+CATEGORIES = {
+    "linear (frozen GEMMs)": ("aten::addmm", "aten::mm", "aten::linear"),
+    "per-row bmm (LoRA, adapter, gates, head)": ("aten::bmm", "aten::baddbmm"),
+    "gathers (bank[slots])": ("aten::index", "aten::index_select", "aten::gather"),
+    "attention (sdpa)": ("aten::_scaled_dot_product_flash_attention_for_cpu",),
+    "concat (prefix, masks)": ("aten::cat",),
+    "elementwise and reductions": (
+        "aten::add",
+        "aten::add_",
+        "aten::mul",
+        "aten::div",
+        "aten::sigmoid",
+        "aten::where",
+        "aten::relu",
+        "aten::clamp_min",
+        "aten::sum",
+        "aten::tanh",
+        "aten::gelu",
+        "aten::lt",
+        "aten::repeat_interleave",
+        "aten::bitwise_and",
+        "aten::eq",
+        "aten::ne",
+    ),
+    "copies": ("aten::copy_", "aten::clone", "aten::contiguous", "aten::zeros", "aten::fill_"),
+    "layer norm": ("aten::native_layer_norm",),
+}
+
+
+def profile_section(
+    plan: Plan,
+    workloads: dict[str, Workload],
+    encoder: Encoder,
+    apl: TaskSet,
+    lora: TaskSet,
+    model: UniPELTModel,
+) -> dict:
+    key = max(plan.apl_mixed, key=lambda w: (parse_workload(w)[0], w.endswith("u")))
+    n, _ = parse_workload(key)
+    b = plan.batch
+    log(f"profile on workload {key}: ablation, op table, prototype")
+    heads = stacked_heads(apl.weights(n))
+    specs = [
+        Spec(
+            RowResult("ceiling", "ceiling (transformers forward + head)", key, f"{b}"),
+            engine_bench.ceiling_runner(apl.backbone, encoder, heads, b),
+        )
+    ]
+    for method, label in ABLATION:
+        tasks = apl if method == "apl" else lora if method == "l" else TaskSet(apl.backbone, method)
+        bank = tasks.bank(n)
+        specs.append(
+            Spec(
+                RowResult(f"abl_{method}", f"ours: {label}", key, f"{b} mixed"),
+                engine_bench.mixed_runner(model, bank, encoder, b),
+            )
+        )
+    fast = FastUniPELT(apl.backbone).eval()
+    apl_bank = apl.bank(n)
+    fused = FusedBank(apl_bank)
+    diff = check_prototype(model, fast, apl_bank, fused, encoder, workloads[key].windows(b)[0])
+    specs.append(
+        Spec(
+            RowResult("proto_apl", "prototype (bench/fast_forward.py): APL", key, f"{b} mixed"),
+            prototype_runner(fast, fused, encoder, b),
+        )
+    )
+    rows = measure(specs, {key: workloads[key]}, plan, log)
+    add_ratios(rows)
+    by_key = {r.key: r for r in rows}
+    by_key["proto_apl"].ratios["engine"] = paired_ratio(by_key["proto_apl"], by_key["abl_apl"])
+    runners = {s.result.key: s.runner for s in specs}
+    window = workloads[key].windows(b)[0]
+    ops = {
+        "ceiling": op_table(lambda: runners["ceiling"](window)),
+        "ours APL": op_table(lambda: runners["abl_apl"](window)),
+        "prototype APL": op_table(lambda: runners["proto_apl"](window)),
+    }
+    result = {"rows": [r.summary() for r in rows], "ops": ops, "prototype_max_diff": diff}
+    result["markdown"] = _markdown(result, key)
+    return result
+
+
+def prototype_runner(fast: FastUniPELT, fused: FusedBank, encoder: Encoder, batch: int):
+    @torch.inference_mode()
+    def forward(rows):
+        ids, mask = encoder.batch(rows)
+        return fast(ids, mask, fused, torch.tensor([r.task for r in rows], dtype=torch.long))
+
+    return lambda window: run_groups(window, engine_bench.chunks(len(window), batch), forward)
+
+
+@torch.inference_mode()
+def check_prototype(model, fast, bank, fused, encoder, window) -> float:
+    ids, mask = encoder.batch(window)
+    slots = torch.tensor([r.task for r in window], dtype=torch.long)
+    ref = model(ids, mask, bank, slots).logits
+    got = fast(ids, mask, fused, slots)
+    diff = float((ref - got[:, : ref.shape[1]]).abs().max())
+    if diff > 1e-3:
+        raise AssertionError(f"prototype differs from the reference forward by {diff}")
+    return diff
+
+
+def op_table(run) -> dict:
+    """Self CPU ms per category for one window, with the op count."""
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    ms: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    total = 0.0
+    for event in prof.key_averages():
+        self_ms = event.self_cpu_time_total / 1000
+        total += self_ms
+        cat = next((c for c, names in CATEGORIES.items() if event.key in names), "other ops")
+        ms[cat] += self_ms
+        calls[cat] += event.count
+    return {"total_ms": total, "ms": dict(ms), "calls": dict(calls)}
+
+
+def _markdown(result: dict, key: str) -> str:
+    out = [
+        "### Where the mixed forward's time goes",
+        "",
+        f"Workload {key}; each row measured interleaved with the ceiling on the same windows; "
+        "x engine = prototype / our current APL forward on the same windows.",
+        "",
+        table(result["rows"]),
+        "",
+        f"Prototype max |logit difference| vs the reference forward: "
+        f"{result['prototype_max_diff']:.1e}.",
+        "",
+        "torch.profiler, self CPU ms for one window (op calls in brackets):",
+        "",
+    ]
+    names = list(result["ops"])
+    cats = [*CATEGORIES, "other ops"]
+    out += ["| category | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for cat in cats:
+        cells = [
+            f"{fmt(result['ops'][n]['ms'].get(cat, 0.0), 0)} "
+            f"({result['ops'][n]['calls'].get(cat, 0)})"
+            for n in names
+        ]
+        out.append(f"| {cat} | " + " | ".join(cells) + " |")
+    out.append(
+        "| total | " + " | ".join(fmt(result["ops"][n]["total_ms"], 0) for n in names) + " |"
+    )
+    return "\n".join(out)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
