@@ -44,14 +44,19 @@ def method_config(args: argparse.Namespace) -> MethodConfig:
     return MethodConfig.preset(args.method, **overrides)
 
 
-def settings(args: argparse.Namespace, seed: int = 0, epochs: int | None = None) -> TrainSettings:
+def settings(
+    args: argparse.Namespace,
+    seed: int = 0,
+    epochs: int | None = None,
+    eval_every: int | None = None,
+) -> TrainSettings:
     return TrainSettings(
         lr=args.lr,
         epochs=epochs if epochs is not None else int(args.epochs),
         batch_size=args.batch_size,
         max_length=args.max_length,
         patience=args.patience,
-        eval_every=args.eval_every,
+        eval_every=eval_every if eval_every is not None else int(args.eval_every),
         seed=seed,
     )
 
@@ -165,7 +170,12 @@ def study(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not args.report_only:
         set_threads(args)
-        epochs = _study_epochs(args.epochs)
+        by_k = {
+            "epochs": per_k(args.epochs, 10),
+            "eval_every": per_k(args.eval_every, 0),
+            "dev_size": per_k(args.dev_size, 500),
+        }
+        defaults = {name: values.pop(0) for name, values in by_k.items()}
         config = StudyConfig(
             tasks=tuple(args.tasks),
             ks=tuple(args.k),
@@ -173,9 +183,9 @@ def study(args: argparse.Namespace) -> int:
             seeds=tuple(args.seeds),
             data_dir=_need_data_dir(args),
             out=out,
-            settings=settings(args, epochs=epochs.pop(0, 10)),
-            epochs_by_k=epochs,
-            dev_size=args.dev_size,
+            settings=settings(args, epochs=defaults["epochs"], eval_every=defaults["eval_every"]),
+            by_k=by_k,
+            dev_size=defaults["dev_size"],
             backbone=args.backbone,
             workers=args.workers,
             threads=args.threads or torch.get_num_threads(),
@@ -188,11 +198,16 @@ def study(args: argparse.Namespace) -> int:
     return 0
 
 
-def _study_epochs(text: str) -> dict[int, int]:
-    if ":" not in text:
-        return {0: int(text)}
-    pairs = (part.split(":") for part in text.split(",") if part.strip())
-    return {int(k): int(v) for k, v in pairs}
+def per_k(text: str, default: int) -> dict[int, int]:
+    """`10` (every K) or `10,100:20,1000:5`: a default (key 0) and values for given K."""
+    out = {0: default}
+    for part in str(text).split(","):
+        if ":" in part:
+            k, value = part.split(":")
+            out[int(k)] = int(value)
+        elif part.strip():
+            out[0] = int(part)
+    return out
 
 
 def _report_run(done: int, total: int, record: dict) -> None:

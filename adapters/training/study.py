@@ -13,7 +13,7 @@ import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,6 +25,7 @@ from adapters.backbone import Backbone, load_backbone
 from adapters.config import MethodConfig
 from adapters.data import load_glue_split, low_resource_split, normalise_task_name
 from adapters.data.glue import GLUE_TASKS
+from adapters.errors import ConfigError
 from adapters.tokenization import load_tokenizer
 from adapters.training.defaults import TrainSettings
 from adapters.training.run import EncodedTask, encode_task, train_encoded
@@ -54,16 +55,13 @@ class StudyConfig:
     data_dir: Path
     out: Path
     settings: TrainSettings = field(default_factory=TrainSettings)
-    epochs_by_k: dict[int, int] = field(default_factory=dict)  # overrides settings.epochs
+    # Per-K values, e.g. {"epochs": {100: 10, 1000: 4}, "eval_every": {100: 14}}: they
+    # override `settings` (and `dev_size`) for runs with that K.
+    by_k: dict[str, dict[int, int]] = field(default_factory=dict)
     dev_size: int = 500
     backbone: str | None = None
     workers: int = 1
     threads: int = 1
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tasks", tuple(normalise_task_name(t) for t in self.tasks))
-        for method in self.methods:
-            MethodConfig.preset(method)  # names a wrong method before anything runs
 
     def grid(self) -> list[RunKey]:
         return [
@@ -74,9 +72,22 @@ class StudyConfig:
             for method in self.methods
         ]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(normalise_task_name(t) for t in self.tasks))
+        for method in self.methods:
+            MethodConfig.preset(method)  # names a wrong method before anything runs
+        known = {f.name for f in fields(TrainSettings)} | {"dev_size"}
+        unknown = sorted(set(self.by_k) - known)
+        if unknown:
+            raise ConfigError(f"unknown per-K settings {unknown}")
+
+    def value(self, name: str, k: int):
+        default = self.dev_size if name == "dev_size" else getattr(self.settings, name)
+        return self.by_k.get(name, {}).get(k, default)
+
     def settings_for(self, key: RunKey) -> TrainSettings:
-        epochs = self.epochs_by_k.get(key.k, self.settings.epochs)
-        return replace(self.settings, seed=key.seed, epochs=epochs)
+        names = [n for n in self.by_k if n != "dev_size"]
+        return replace(self.settings, seed=key.seed, **{n: self.value(n, key.k) for n in names})
 
     def record_path(self, key: RunKey) -> Path:
         return self.out / RUNS_DIR / f"{key.run_id}.json"
@@ -104,7 +115,7 @@ def run_one(config: StudyConfig, key: RunKey, backbone: Backbone, tokenizer) -> 
     """Train and test one grid cell; write and return its record."""
     settings = config.settings_for(key)
     task: EncodedTask = _encoded(
-        str(config.data_dir), key.task, key.k, key.seed, config.dev_size,
+        str(config.data_dir), key.task, key.k, key.seed, config.value("dev_size", key.k),
         settings.max_length, tokenizer,
     )  # fmt: skip
     cfg = MethodConfig.preset(key.method)

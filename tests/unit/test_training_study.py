@@ -1,0 +1,131 @@
+"""The study runner on a tiny fake GLUE grid, and the report built from its records."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from adapters.cli import main
+from adapters.training.defaults import TrainSettings
+from adapters.training.report import markdown, write_report
+from adapters.training.study import RunKey, StudyConfig, run_study
+from tests.unit.test_training_toy import (  # noqa: F401  (one_thread: autouse fixture)
+    GOOD,
+    NEUTRAL,
+    one_thread,
+    toy_tokenizer,
+)
+
+
+def _fake_glue(root: Path) -> Path:
+    """SST-2 (single sentences) and RTE (pairs) in the official TSV layouts, toy words."""
+    sst, rte = root / "SST-2", root / "RTE"
+    sst.mkdir(parents=True)
+    rte.mkdir()
+    for split, n in (("train", 40), ("dev", 10)):
+        rows = [
+            f"{' '.join((GOOD if i % 2 else NEUTRAL)[i % 7 : i % 7 + 3])}\t{i % 2}"
+            for i in range(n)
+        ]
+        (sst / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+        rows = [
+            f"{i}\t{NEUTRAL[i % 50]} {NEUTRAL[i % 30]}\t{(GOOD if i % 2 else NEUTRAL)[i % 9]}\t"
+            f"{'entailment' if i % 2 else 'not_entailment'}"
+            for i in range(n)
+        ]
+        (rte / f"{split}.tsv").write_text(
+            "index\tsentence1\tsentence2\tlabel\n" + "\n".join(rows) + "\n"
+        )
+    return root
+
+
+@pytest.fixture
+def config(tmp_path) -> StudyConfig:
+    return StudyConfig(
+        tasks=("SST-2", "rte"),
+        ks=(8,),
+        methods=("ft", "apl"),
+        seeds=(0, 1),
+        data_dir=_fake_glue(tmp_path / "glue"),
+        out=tmp_path / "out",
+        settings=TrainSettings(epochs=1, batch_size=4, lr=1e-3),
+        by_k={"dev_size": {8: 6}},
+    )
+
+
+def test_grid_order_and_per_k_settings(config):
+    grid = config.grid()
+    assert grid[0] == RunKey("sst2", 8, "ft", 0) and grid[-1] == RunKey("rte", 8, "apl", 1)
+    assert [k.seed for k in grid] == [0] * 4 + [1] * 4
+    assert config.value("dev_size", 8) == 6 and config.value("dev_size", 100) == 500
+    assert config.settings_for(grid[-1]).seed == 1
+
+
+def test_study_runs_the_grid_resumes_and_reports(config, tiny_bert):
+    done = []
+    ran = run_study(config, lambda i, n, r: done.append(r), tiny_bert, toy_tokenizer())
+    assert ran == 8 and len(done) == 8
+    assert {r["dev_size"] for r in done} == {6} and {r["train_size"] for r in done} == {8}
+    assert run_study(config, None, tiny_bert, toy_tokenizer()) == 0  # all finished: skipped
+    config.record_path(RunKey("rte", 8, "apl", 1)).unlink()
+    assert run_study(config, None, tiny_bert, toy_tokenizer()) == 1
+
+    pytest.importorskip("matplotlib")
+    paths = write_report(config.out)
+    assert [p.name for p in paths] == ["results.csv", "results.md", "results.png"]
+    with paths[0].open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {r["method"] for r in rows} == {"ft", "apl"}
+    table = paths[1].read_text()
+    assert "| K=8 | SST-2 | RTE | Avg |" in table
+    assert "| Fine-tuning |" in table and "| UniPELT (APL) |" in table and "±" in table
+    assert paths[2].stat().st_size > 1000
+
+
+def test_report_only_from_the_cli(config, tiny_bert, capsys):
+    run_study(config, None, tiny_bert, toy_tokenizer())
+    (config.out / "results.md").unlink(missing_ok=True)
+    assert main(["study", "--report-only", "--no-plot", "--out", str(config.out)]) == 0
+    assert (config.out / "results.md").is_file()
+    assert "results.csv" in capsys.readouterr().out
+
+
+def _record(task, method, seed, score, step=0.1, infer=0.01):
+    return {
+        "run_id": f"{task}-k100-{method}-s{seed}",
+        "task": task,
+        "k": 100,
+        "method": method,
+        "seed": seed,
+        "test_main": score,
+        "metrics": {"test_accuracy": score},
+        "seconds_per_step": step,
+        "test_seconds_per_example": infer,
+        "kept_parameters": 1000,
+        "trainable_parameters": 2000,
+        "backbone_parameters": 100000,
+    }
+
+
+def test_markdown_means_averages_and_the_comparison():
+    scores = {  # method -> (sst2, rte) per seed
+        "ft": [(0.80, 0.50), (0.82, 0.54)],
+        "a": [(0.70, 0.60), (0.72, 0.60)],
+        "l": [(0.85, 0.50), (0.85, 0.50)],
+        "apl": [(0.84, 0.58), (0.86, 0.58)],
+    }
+    records = [
+        _record(task, m, seed, values[i], step=0.2 if m == "ft" else 0.1)
+        for m, runs in scores.items()
+        for seed, values in enumerate(runs)
+        for i, task in enumerate(("sst2", "rte"))
+    ]
+    text = markdown(records)
+    assert "| UniPELT (APL) | 85.00 ± 1.41 | 58.00 ± 0.00 | 71.50 |" in text
+    assert "| Adapter | 71.00 ± 1.41 | 60.00 ± 0.00 | 65.50 |" in text
+    # best single on average: LoRA 67.50; per-task best of A/L: (85 + 60) / 2 = 72.50
+    assert "LoRA, 67.50 (+4.00)" in text and "upper bound) 72.50 (-1.00)" in text
+    assert "a single method beats APL on RTE" in text
+    assert "| UniPELT (APL) | 1,000 | 1.00% | 2,000 | 50% | 100% |" in text
