@@ -3,9 +3,28 @@ session (restarted on demand after a test kills it), so few tests pay for a star
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.reliability.harness import RedisHolder, ServiceSlot
+
+SOAK_ENV = "UNIPELT_SOAK"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", f"soak: minutes-long load or fault loop; runs only with {SOAK_ENV}=1"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get(SOAK_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"soak test: set {SOAK_ENV}=1 to run it")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -212,37 +212,45 @@ def require_loopback(url: str) -> str:
 # ---- a kill switch driven by what reaches Redis -------------------------------------------
 @dataclass
 class KillOnCommand:
-    """SIGKILL `pid` as soon as Redis executes a command whose name and key match.
+    """SIGKILL `pid` as soon as Redis executes a command named `command` whose key contains
+    `key_contains`.
 
-    `command` is e.g. "SET"; `key_suffix` e.g. ":weights". The kill is asynchronous: the
-    process may run a few more instructions (or commands) before it dies, which is the point:
-    whatever it managed to do, the store must stay consistent."""
+    The kill is asynchronous: the process may send a few more commands before it dies. With
+    `pause_writes`, the watcher first runs CLIENT PAUSE WRITE, so whatever write the process
+    sends next waits in Redis until the process is dead: the kill lands exactly after the
+    matched command. `stop()` unpauses."""
 
     redis_url: str
     pid: int
     command: str
     key_contains: str = ""
+    pause_writes: bool = False
     fired: threading.Event = field(default_factory=threading.Event)
-    seen: str = ""
 
     def __post_init__(self) -> None:
-        self._client = redis.Redis.from_url(self.redis_url)
-        self._monitor = self._client.monitor()
-        self._monitor.__enter__()  # MONITOR is on before start() returns
+        self._admin = redis.Redis.from_url(self.redis_url)
+        self._monitor = redis.Redis.from_url(self.redis_url).monitor()
+        self._monitor.__enter__()  # MONITOR is on before the constructor returns
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
+
+    def _matches(self, line: bytes) -> bool:
+        """A MONITOR line: `<time> [<db> <client>] "CMD" "key" ...`; only its head is read."""
+        _, _, command = line[:512].partition(b"] ")
+        parts = command.split(b'"')
+        if len(parts) < 2 or parts[1].decode(errors="replace").upper() != self.command:
+            return False
+        key = parts[3].decode(errors="replace") if len(parts) > 3 else ""
+        return self.key_contains in key
 
     def _watch(self) -> None:
         try:
             while True:
-                entry = self._monitor.next_command()
-                if entry is None:
-                    continue
-                name, _, rest = entry["command"].partition(" ")
-                key = rest.split(" ", 1)[0]
-                if name.upper() == self.command and self.key_contains in key:
+                line = self._monitor.connection.read_response(disable_decoding=True)
+                if isinstance(line, bytes) and self._matches(line):
+                    if self.pause_writes:
+                        self._admin.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
                     os.kill(self.pid, signal.SIGKILL)
-                    self.seen = f"{name} {key}"
                     self.fired.set()
                     return
         except (RedisError, OSError, ValueError, AttributeError):
@@ -252,3 +260,5 @@ class KillOnCommand:
         with suppress(RedisError, OSError):
             self._monitor.connection.disconnect()
         self._thread.join(5)
+        if self.pause_writes:
+            self._admin.execute_command("CLIENT", "UNPAUSE")
