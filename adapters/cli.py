@@ -27,6 +27,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def _columns(parser) -> None:
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--pair-column", default="text_pair")
+    parser.add_argument("--label-column", default="label")
+
+
 def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", default="10", help="max epochs (study: 10,100:20,1000:5)")
     parser.add_argument("--lr", type=float, default=None, help="default: per method")
@@ -45,9 +51,7 @@ def _train_parser(sub) -> None:
     data.add_argument("--train-file", help="CSV/TSV/JSONL with text[, text_pair], label")
     data.add_argument("--dev-file")
     data.add_argument("--test-file")
-    data.add_argument("--text-column", default="text")
-    data.add_argument("--pair-column", default="text_pair")
-    data.add_argument("--label-column", default="label")
+    _columns(data)
     data.add_argument("--labels", type=_names, help="class names in id order (comma-separated)")
     data.add_argument("--regression", action="store_true")
     data.add_argument("--k", type=int, default=None, help="training examples (default: all)")
@@ -74,6 +78,7 @@ def _eval_parser(sub) -> None:
     p.add_argument("--data-dir", default=os.environ.get(GLUE_DIR_ENV))
     p.add_argument("--split", default="dev", help="GLUE split (dev is the paper's test set)")
     p.add_argument("--file", type=Path, help="labelled CSV/TSV/JSONL instead of GLUE")
+    _columns(p)
 
 
 def _predict_parser(sub) -> None:

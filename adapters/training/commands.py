@@ -123,7 +123,10 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.file:
         regression = manifest.problem_type == "regression"
         labels = manifest.label_names or None
-        examples, spec = load_generic(args.file, labels, regression, manifest.task)
+        mapping = column_map(args.text_column, args.pair_column, args.label_column)
+        with tempfile.TemporaryDirectory(prefix="unipelt-") as workdir:
+            path = renamed_copy(args.file, mapping, Path(workdir))
+            examples, spec = load_generic(path, labels, regression, manifest.task)
     elif args.task:
         key = normalise_task_name(args.task)
         examples = load_glue_split(_need_data_dir(args), key, args.split)

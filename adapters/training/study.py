@@ -93,7 +93,19 @@ class StudyConfig:
         return self.out / RUNS_DIR / f"{key.run_id}.json"
 
     def pending(self) -> list[RunKey]:
-        return [key for key in self.grid() if not self.record_path(key).is_file()]
+        """Grid cells without a record made with this study's settings."""
+        return [key for key in self.grid() if not self.finished(key)]
+
+    def finished(self, key: RunKey) -> bool:
+        path = self.record_path(key)
+        if not path.is_file():
+            return False
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return False
+        same_settings = record.get("settings") == self.settings_for(key).to_dict()
+        return same_settings and record.get("dev_size_cap") == self.value("dev_size", key.k)
 
 
 @lru_cache(maxsize=8)
@@ -132,6 +144,7 @@ def run_one(config: StudyConfig, key: RunKey, backbone: Backbone, tokenizer) -> 
         "wall_seconds": time.perf_counter() - start,
         "train_size": len(task.train),
         "dev_size": len(task.dev),
+        "dev_size_cap": config.value("dev_size", key.k),
         "test_size": len(task.test),
         "settings": settings.to_dict(),
         "backbone": backbone.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,8 @@ def test_study_runs_the_grid_resumes_and_reports(config, tiny_bert):
     assert run_study(config, None, tiny_bert, toy_tokenizer()) == 0  # all finished: skipped
     config.record_path(RunKey("rte", 8, "apl", 1)).unlink()
     assert run_study(config, None, tiny_bert, toy_tokenizer()) == 1
+    other = replace(config, by_k={"dev_size": {8: 6}, "epochs": {8: 2}})
+    assert len(other.pending()) == 8  # records made with other settings do not count
 
     pytest.importorskip("matplotlib")
     paths = write_report(config.out)

@@ -1,0 +1,98 @@
+"""`unipelt train / eval / predict / demo` end to end with the packaged MiniLM, a few steps."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from adapters.artifact import load_artifact
+from adapters.cli import main
+from adapters.training.demo import NEGATIVE, POSITIVE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """`--threads 1` sets torch's global thread count; put it back for other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _csv(path, rows):
+    lines = ["review,sentiment"] + [f'"{text}",{label}' for text, label in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def review_files(tmp_path):
+    rows = [(t, "pos") for t in POSITIVE] + [(t, "neg") for t in NEGATIVE]
+    train = _csv(tmp_path / "reviews.csv", rows * 2)
+    test = _csv(tmp_path / "reviews_test.csv", rows[::3])
+    return train, test
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text[text.index("{") :])
+
+
+def test_train_predict_eval_on_a_generic_csv(review_files, tmp_path, capsys, monkeypatch, minilm):
+    train, test = review_files
+    out = tmp_path / "artifact"
+    columns = "--text-column review --label-column sentiment"
+    code = main(
+        f"train --train-file {train} --test-file {test} {columns} --method apl --epochs 2 "
+        f"--batch-size 8 --lr 1e-3 --output {out} --threads 1 --no-progress".split()
+    )
+    assert code == 0
+    metrics = _last_json(capsys.readouterr().out)
+    assert set(metrics) == {"dev_accuracy", "dev_f1", "test_accuracy", "test_f1"}
+    artifact = load_artifact(out, minilm)
+    assert artifact.manifest.task == "reviews" and artifact.manifest.label_names == ["neg", "pos"]
+    assert artifact.manifest.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+    assert main(["predict", str(out), "a wonderful film", "a dull film"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in ("neg", "pos") for line in lines)
+    assert all("neg=" in line and "pos=" in line for line in lines)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("loved it\n\nhated it\n"))
+    assert main(["predict", str(out)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+    assert main(f"eval {out} --file {test} {columns}".split()) == 0
+    scored = _last_json(capsys.readouterr().out)
+    assert scored["examples"] == 6
+    assert scored["accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_full_finetuning_refuses_to_save_an_artifact(review_files, tmp_path, capsys):
+    code = main(f"train --train-file {review_files[0]} --method ft --output {tmp_path}/x".split())
+    assert code == 2 and "not an adapter" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_on_a_slice_of_glue_sst2(glue_dir, tmp_path, capsys, minilm):
+    out = tmp_path / "sst2"
+    code = main(
+        f"train --task sst2 --data-dir {glue_dir} --k 32 --dev-size 32 --epochs 1 --method apl "
+        f"--output {out} --threads 1 --no-progress".split()
+    )
+    assert code == 0
+    metrics = _last_json(capsys.readouterr().out)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "dev_accuracy" in metrics
+    manifest = load_artifact(out, minilm).manifest
+    assert manifest.task == "sst2" and manifest.label_names == ["negative", "positive"]
+    assert main(["predict", str(out), "a gorgeous, witty film"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] in ("negative", "positive")
+
+
+def test_demo_trains_and_predicts(capsys):
+    assert main(["demo", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "trained APL" in out and out.count(" -> ") == 2
