@@ -55,6 +55,55 @@ def linear_schedule(warmup: int, total: int):
     return factor
 
 
+@dataclass
+class _Selection:
+    """Early stopping: the best dev score so far, its state, and evaluations without gain."""
+
+    patience: int
+    best: float = -math.inf
+    metrics: dict[str, float] = field(default_factory=dict)
+    state: dict[str, Tensor] | None = None
+    step: int = 0
+    bad: int = 0
+
+    def update(self, learner: Learner, step: int, metrics: dict[str, float], main: float) -> bool:
+        """Record one evaluation; True when patience is exhausted."""
+        if main > self.best:
+            self.best, self.metrics, self.step = main, metrics, step
+            self.state, self.bad = learner.trainable_state(), 0
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+
+class Trainer:
+    """AdamW + linear warmup/decay over `epochs`, evaluating every `eval_every` steps."""
+
+    def __init__(self, learner: Learner, spec: TaskSpec, settings: TrainSettings, steps: int):
+        self.learner, self.spec, self.settings = learner, spec, settings
+        self.params = learner.trainable()
+        lr = settings.learning_rate(learner.cfg)
+        self.optimiser = torch.optim.AdamW(self.params, lr=lr, weight_decay=settings.weight_decay)
+        schedule = linear_schedule(int(settings.warmup_ratio * steps), steps)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, schedule)
+        self.seconds = 0.0
+
+    def step(self, train_set: EncodedSet, index: list[int], step: int) -> float:
+        """One optimiser step on the examples `index`; returns the loss."""
+        start = time.perf_counter()
+        batch = collate(train_set, index)
+        loss = task_loss(self.spec, self.learner(batch), batch.labels)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {step}; lower the lr")
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.settings.max_grad_norm)
+        self.optimiser.step()
+        self.schedule.step()
+        self.seconds += time.perf_counter() - start
+        return loss.detach().item()
+
+
 def train(
     learner: Learner,
     train_set: EncodedSet,
@@ -67,72 +116,46 @@ def train(
     """Train `learner` in place; it ends holding the best dev state (or the last one)."""
     if len(train_set) == 0:
         raise TrainingError("no training examples")
-    torch.manual_seed(settings.seed)
-    order = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)  # dropout
+    order = torch.Generator().manual_seed(settings.seed)  # data order
     per_epoch = math.ceil(len(train_set) / settings.batch_size)
     total = per_epoch * settings.epochs
     eval_every = settings.eval_every or per_epoch
-    params = learner.trainable()
-    lr = settings.learning_rate(learner.cfg)
-    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, linear_schedule(int(settings.warmup_ratio * total), total)
-    )
     has_dev = dev_set is not None and len(dev_set) > 0
-    best_main, best_dev, best_state, best_step = -math.inf, {}, None, 0
-    bad_evals, step, train_seconds, eval_seconds = 0, 0, 0.0, 0.0
+    trainer = Trainer(learner, spec, settings, total)
+    selection = _Selection(settings.patience)
     history: list[dict[str, float]] = []
-    running = None
+    step, running, eval_seconds, stopped = 0, None, 0.0, False
     bar = tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     learner.train()
-    stopped = False
     for _epoch in range(settings.epochs):
         for index in train_order(train_set, settings.batch_size, order, settings.group_by_length):
-            start = time.perf_counter()
-            batch = collate(train_set, index)
-            loss = task_loss(spec, learner(batch), batch.labels)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingError(f"loss became {float(loss)} at step {step}; lower the lr")
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            optimiser.step()
-            schedule.step()
-            train_seconds += time.perf_counter() - start
+            value = trainer.step(train_set, index, step)
             step += 1
-            value = loss.detach().item()
             running = value if running is None else 0.9 * running + 0.1 * value
             bar.update(1)
-            bar.set_postfix(loss=f"{running:.4f}", dev=f"{best_main:.4f}" if best_dev else "-")
+            bar.set_postfix(loss=f"{running:.4f}", dev=f"{selection.best:.4f}" if has_dev else "-")
             if not has_dev or (step % eval_every and step != total):
                 continue
             ev = evaluate_learner(learner, dev_set, spec, settings.eval_batch_size)
             eval_seconds += ev.seconds
-            main = ev.main(spec)
-            history.append({"step": step, "loss": running, "dev": main})
-            if main > best_main:
-                best_main, best_dev, best_step = main, ev.metrics, step
-                best_state, bad_evals = learner.trainable_state(), 0
-            else:
-                bad_evals += 1
-            bar.set_postfix(loss=f"{running:.4f}", dev=f"{best_main:.4f}")
-            if bad_evals >= settings.patience:
-                stopped = True
+            history.append({"step": step, "loss": running, "dev": ev.main(spec)})
+            stopped = selection.update(learner, step, ev.metrics, ev.main(spec))
+            if stopped:
                 break
         if stopped:
             break
     bar.close()
-    if best_state is not None:
-        learner.load_trainable_state(best_state)
+    if selection.state is not None:
+        learner.load_trainable_state(selection.state)
     learner.eval()
     return TrainResult(
-        best_dev=best_dev,
-        best_step=best_step if has_dev else step,
+        best_dev=selection.metrics,
+        best_step=selection.step if has_dev else step,
         steps=step,
         epochs=step / per_epoch,
         stopped_early=stopped,
-        train_seconds=train_seconds,
+        train_seconds=trainer.seconds,
         eval_seconds=eval_seconds,
         history=history,
     )
