@@ -29,7 +29,8 @@ def _check_token(settings: Settings, authorization: str | None) -> None:
         return
     expected = settings.api_token.get_secret_value()
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
+    valid = scheme.lower() == "bearer" and token and expected  # an empty token never matches
+    if not valid or not secrets.compare_digest(token.encode(), expected.encode()):
         raise UnauthorizedError("a valid bearer token is required (Authorization: Bearer ...)")
 
 
