@@ -45,7 +45,7 @@ WORDS = ("the", "a", "film", "plot", "actor", "scene", "great", "awful", "boring
 class LoadConfig:
     duration_s: float = 180.0
     tasks: int = 24
-    concurrency: int = 32
+    concurrency: int = 48
     max_requests: int = 2_000_000
     upload_every_s: float = 2.0
     delete_every_s: float = 6.0
@@ -70,6 +70,7 @@ class LoadReport:
     rss_start_kib: int = 0
     rss_end_kib: int = 0
     rss_peak_kib: int = 0
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, KiB)
     store_problems: list[str] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
@@ -77,6 +78,14 @@ class LoadReport:
             return float("nan")
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+    def rss_growth_second_half_kib(self) -> int:
+        """RSS growth over the second half of the run: ~0 once memory has plateaued."""
+        if not self.rss_samples:
+            return 0
+        half = self.duration_s / 2
+        middle = next((kib for t, kib in self.rss_samples if t >= half), self.rss_end_kib)
+        return self.rss_end_kib - middle
 
     def summary(self) -> dict:
         return {
@@ -95,6 +104,7 @@ class LoadReport:
                 "end": round(self.rss_end_kib / 1024, 1),
                 "peak": round(self.rss_peak_kib / 1024, 1),
                 "growth": round((self.rss_end_kib - self.rss_start_kib) / 1024, 1),
+                "growth_second_half": round(self.rss_growth_second_half_kib() / 1024, 1),
             },
             "store_problems": self.store_problems,
         }
@@ -211,7 +221,9 @@ async def run_load(
 
     async def sample_rss() -> None:
         while running() and pid is not None:
-            report.rss_peak_kib = max(report.rss_peak_kib, rss_kib(pid))
+            kib = rss_kib(pid)
+            report.rss_samples.append((time.monotonic() - started, kib))
+            report.rss_peak_kib = max(report.rss_peak_kib, kib)
             await asyncio.sleep(1.0)
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
@@ -248,6 +260,21 @@ async def warm_up(url: str, tasks: list[str]) -> None:
             ).raise_for_status()
 
 
+async def prepare(url: str, backbone, tasks: list[str]) -> dict[str, int]:
+    """Upload every task and predict each once; returns task -> version."""
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=60) as admin:
+        versions = await seed_tasks(admin, backbone, tasks)
+    await warm_up(url, tasks)
+    return versions
+
+
+def check_store(report: LoadReport, redis_url: str, tasks: list[str]) -> None:
+    """Store integrity for the load's tasks, and every acknowledged upload still there."""
+    store = redis_store(redis_url)
+    report.store_problems = store_problems(store, only=tasks)
+    _check_acknowledged(report, store)
+
+
 def run_against_new_service(config: LoadConfig, workdir: Path, backbone=None) -> LoadReport:
     """Start Redis and the service (saturation settings), seed tasks, load, check the store."""
     from adapters.backbone import load_backbone
@@ -256,24 +283,13 @@ def run_against_new_service(config: LoadConfig, workdir: Path, backbone=None) ->
     backbone = backbone or load_backbone()
     server = start_embedded_redis(workdir / "redis")
     try:
-        env = service_env(server.url)
-        with running_service(workdir / "service", env) as service:
+        with running_service(workdir / "service", service_env(server.url)) as service:
             tasks = task_names(config.tasks)
-
-            async def prepare() -> dict[str, int]:
-                async with httpx.AsyncClient(
-                    base_url=service.url, headers=AUTH, timeout=60
-                ) as admin:
-                    versions = await seed_tasks(admin, backbone, tasks)
-                await warm_up(service.url, tasks)
-                return versions
-
-            versions = asyncio.run(prepare())
+            versions = asyncio.run(prepare(service.url, backbone, tasks))
             report = asyncio.run(
                 run_load(service.url, backbone, config, service.process.pid, versions)
             )
-            report.store_problems = store_problems(redis_store(server.url))
-            _check_acknowledged(report, redis_store(server.url))
+            check_store(report, server.url, tasks)
     finally:
         server.stop()
     return report
@@ -296,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--tasks", type=int, default=24)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--max-requests", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")

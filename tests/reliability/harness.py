@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,14 +157,16 @@ def redis_store(url: str, prefix: str = DEFAULT_PREFIX) -> AdapterStore:
     return AdapterStore(client, RedisBlobStore(client), prefix)
 
 
-def store_problems(store: AdapterStore) -> list[str]:
+def store_problems(store: AdapterStore, only: Iterable[str] | None = None) -> list[str]:
     """Everything that would make a listed version unservable; [] when the store is sound.
 
-    Every listed task has versions; its live pointer names one of them; every version's blobs
-    exist and pass their sha256; no versions hash exists outside the task set."""
+    Every listed task (of `only`, when given) has versions; its live pointer names one of
+    them; every version's blobs exist and pass their sha256; no versions hash exists outside
+    the task set."""
     problems: list[str] = []
     tasks = store.tasks()
-    for task in tasks:
+    wanted = set(tasks if only is None else only)
+    for task in (t for t in tasks if t in wanted):
         try:
             versions = [v.version for v in store.versions(task)]
             live = store.live_version(task)
@@ -181,7 +183,7 @@ def store_problems(store: AdapterStore) -> list[str]:
     pattern = store.keys.versions("*")
     for key in store.client.scan_iter(match=pattern):
         task = key.decode().removeprefix(f"{store.keys.prefix}task:").removesuffix(":versions")
-        if task not in tasks:
+        if (only is None or task in wanted) and task not in tasks:
             problems.append(f"{task}: versions hash present but task not listed")
     return problems
 
