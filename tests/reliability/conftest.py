@@ -4,21 +4,32 @@ session (restarted on demand after a test kills it), so few tests pay for a star
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from tests.reliability.harness import RedisHolder, ServiceSlot
 
 SOAK_ENV = "UNIPELT_SOAK"
+HERE = Path(__file__).resolve().parent
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", f"soak: minutes-long load or fault loop; runs only with {SOAK_ENV}=1"
     )
+    config.addinivalue_line(
+        "markers", "kills_service: kills the shared service process; runs after the others"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
+    """Skip soak tests unless asked; run this folder's service killers after its other tests,
+    so that the shared service starts once plus once per kill."""
+    here = [i for i, item in enumerate(items) if HERE in item.path.parents]
+    ordered = sorted((items[i] for i in here), key=lambda it: "kills_service" in it.keywords)
+    for i, item in zip(here, ordered):
+        items[i] = item
     if os.environ.get(SOAK_ENV) == "1":
         return
     skip = pytest.mark.skip(reason=f"soak test: set {SOAK_ENV}=1 to run it")

@@ -44,16 +44,19 @@ def test_corrupt_blob_is_refused_at_load_and_reported(
     else:
         store.client.set(key, corrupt(store.client.get(key)))
 
-    for _ in range(2):  # refused every time, not just on the first load
-        r = httpx.post(f"{service.url}/v1/{task}/predict", json={"inputs": "x"})
-        assert r.status_code == 502, r.text
-        assert r.json()["error"] == "corrupt_adapter"
-        assert detail in r.json()["detail"]
-    assert f"corrupt_adapter: task '{task}' version {version}: {part} blob" in service.log()
-    assert httpx.get(f"{service.url}/readyz").status_code == 200  # one bad blob: still ready
+    try:
+        for _ in range(2):  # refused every time, not just on the first load
+            r = httpx.post(f"{service.url}/v1/{task}/predict", json={"inputs": "x"})
+            assert r.status_code == 502, r.text
+            assert r.json()["error"] == "corrupt_adapter"
+            assert detail in r.json()["detail"]
+        assert f"corrupt_adapter: task '{task}' version {version}: {part} blob" in service.log()
+        assert httpx.get(f"{service.url}/readyz").status_code == 200  # one bad blob: still ready
 
-    files = upload_files(*task_artifact(minilm, task, 1))
-    good = httpx.put(f"{service.url}/adapters", files=files, headers=AUTH)
-    assert good.status_code == 201, good.text
-    r = httpx.post(f"{service.url}/v1/{task}/predict", json={"inputs": "x"})
-    assert r.status_code == 200 and r.json()["version"] == good.json()["version"], r.text
+        files = upload_files(*task_artifact(minilm, task, 1))
+        good = httpx.put(f"{service.url}/adapters", files=files, headers=AUTH)
+        assert good.status_code == 201, good.text
+        r = httpx.post(f"{service.url}/v1/{task}/predict", json={"inputs": "x"})
+        assert r.status_code == 200 and r.json()["version"] == good.json()["version"], r.text
+    finally:  # leave a sound store for the tests that check all of it
+        store.delete_task(task)

@@ -28,7 +28,7 @@ from tests.reliability.harness import (
     upload_files,
 )
 
-pytestmark = [pytest.mark.service, pytest.mark.slow]
+pytestmark = [pytest.mark.service, pytest.mark.slow, pytest.mark.kills_service]
 
 # (Redis command, text in its key): the publish sequence of `AdapterStore.publish`, in order.
 PUBLISH_STEPS = [
