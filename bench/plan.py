@@ -36,7 +36,7 @@ def parse_workload(key: str) -> tuple[int, str]:
 FULL = Plan(
     mode="full",
     batch=32,
-    windows=6,
+    windows=4,
     http_repeats=3,
     workloads=("1u", "10u", "100u", "100z"),
     apl_mixed=("1u", "10u", "100u", "100z"),

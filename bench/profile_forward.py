@@ -100,12 +100,11 @@ def profile_section(
     by_key = {r.key: r for r in rows}
     by_key["proto_apl"].ratios["engine"] = paired_ratio(by_key["proto_apl"], by_key["abl_apl"])
     runners = {s.result.key: s.runner for s in specs}
-    window = workloads[key].windows(b)[0]
-    ops = {
-        "ceiling": op_table(lambda: runners["ceiling"](window)),
-        "ours APL": op_table(lambda: runners["abl_apl"](window)),
-        "prototype APL": op_table(lambda: runners["proto_apl"](window)),
-    }
+    names = {"ceiling": "ceiling", "ours APL": "abl_apl", "prototype APL": "proto_apl"}
+    ops = {label: _empty_ops() for label in names}
+    for window in workloads[key].windows(b)[: plan.windows]:
+        for label, row in names.items():  # interleaved, window by window
+            _add_ops(ops[label], runners[row], window)
     result = {"rows": [r.summary() for r in rows], "ops": ops, "prototype_max_diff": diff}
     result["markdown"] = _markdown(result, key)
     return result
@@ -132,21 +131,21 @@ def check_prototype(model, fast, bank, fused, encoder, window) -> float:
     return diff
 
 
-def op_table(run) -> dict:
-    """Self CPU ms per category for one window, with the op count."""
-    run()
+def _empty_ops() -> dict:
+    return {"total_ms": 0.0, "ms": defaultdict(float), "calls": defaultdict(int), "windows": 0}
+
+
+def _add_ops(acc: dict, run, window) -> None:
+    """Add one profiled window's self CPU ms and op calls, per category, to `acc`."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run()
-    ms: dict[str, float] = defaultdict(float)
-    calls: dict[str, int] = defaultdict(int)
-    total = 0.0
+        run(window)
+    acc["windows"] += 1
     for event in prof.key_averages():
         self_ms = event.self_cpu_time_total / 1000
-        total += self_ms
         cat = next((c for c, names in CATEGORIES.items() if event.key in names), "other ops")
-        ms[cat] += self_ms
-        calls[cat] += event.count
-    return {"total_ms": total, "ms": dict(ms), "calls": dict(calls)}
+        acc["total_ms"] += self_ms
+        acc["ms"][cat] += self_ms
+        acc["calls"][cat] += event.count
 
 
 def _markdown(result: dict, key: str) -> str:

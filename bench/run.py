@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from bench.tasks import TaskSet
 from bench.timing import run_groups
 from bench.workload import GLUE_DIR, Encoder, load_texts, make_workload
 
-THREADS = 2
+THREADS = 2  # torch threads in this process and in each service replica
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -50,7 +51,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
     backbone = load_backbone()
     encoder = Encoder(load_tokenizer(backbone.path))
@@ -82,35 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
     rows = inprocess.measure(specs, workloads, plan, log)
     inprocess.add_ratios(rows)
     results: dict = {"rows": [], "notes": notes}
-
-    if not args.no_cold:
-        log("cold load")
-        results["cold_load"] = measure_cold_load(apl, plan.cold_tasks, plan.cold_passes)
-    if not args.no_http:
-        log("HTTP and hot swap")
-        http_row, swap = http_phase(plan, workloads, encoder, apl, model)
-        rows.append(http_row)
-        results["hot_swap"] = swap
-        notes.append(
-            f"HTTP: two uvicorn replicas ({THREADS} torch threads each, batch {plan.batch}, "
-            f"window 5 ms, mixed policy) on one embedded Redis; {plan.http_concurrency} "
-            "concurrent httpx requests of one text each against replica A, client on the same "
-            "2 cores. x engine = HTTP seq/s / the in-process mixed forward on the same requests, "
-            "measured alternately with it; HTTP includes tokenisation, JSON and queueing."
-        )
-    if args.profile:
-        from bench.profile_forward import profile_section
-
-        results["profile"] = profile_section(plan, workloads, encoder, apl, lora, model)
-
-    results["rows"] = [r.summary() for r in rows]
-    results["meta"] = {
+    meta = {
         "command": args.command,
         "mode": plan.mode,
-        "elapsed_s": time.perf_counter() - started,
         "machine": machine(),
         "torch": torch.__version__,
-        "threads": THREADS,
+        "threads": args.threads,
         "transformers": _version("transformers"),
         "peft": None if missing_peft or args.no_peft else _version("peft"),
         "started": dt.datetime.now().isoformat(timespec="seconds"),
@@ -119,7 +97,31 @@ def main(argv: list[str] | None = None) -> dict:
         "windows": plan.windows,
         "http_repeats": plan.http_repeats,
     }
-    write_outputs(results, args.out, args.json)
+
+    def save() -> None:
+        """Write what is measured so far (a later phase failing keeps the earlier ones)."""
+        results["rows"] = [r.summary() for r in rows]
+        results["meta"] = meta | {"elapsed_s": time.perf_counter() - started}
+        write_outputs(results, args.out, args.json)
+
+    save()
+    phases = []
+    if not args.no_cold:
+        phases.append(("cold load", partial(cold_phase, results, apl, plan)))
+    if not args.no_http:
+        http = partial(http_phase, results, rows, plan, workloads, encoder, apl, model)
+        phases.append(("HTTP and hot swap", partial(http, args.threads)))
+    if args.profile:
+        profile = partial(profile_phase, results, plan, workloads, encoder, apl, lora, model)
+        phases.append(("profile", profile))
+    for name, phase in phases:
+        log(name)
+        try:
+            phase()
+        except Exception as exc:  # report it in the results, keep the other phases
+            log(f"{name} failed: {exc!r}")
+            notes.append(f"{name} failed: {type(exc).__name__}: {exc}")
+        save()
     print(table(results["rows"]))
     for note in notes:
         print(f"- {note}")
@@ -130,7 +132,18 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def http_phase(plan: Plan, workloads, encoder, apl: TaskSet, model) -> tuple[RowResult, dict]:
+def cold_phase(results: dict, apl: TaskSet, plan: Plan) -> None:
+    results["cold_load"] = measure_cold_load(apl, plan.cold_tasks, plan.cold_passes)
+
+
+def profile_phase(results: dict, plan: Plan, workloads, encoder, apl, lora, model) -> None:
+    from bench.profile_forward import profile_section
+
+    results["profile"] = profile_section(plan, workloads, encoder, apl, lora, model)
+
+
+def http_phase(results, rows, plan: Plan, workloads, encoder, apl: TaskSet, model, threads):
+    """HTTP bursts alternating with the engine on the same requests, then the hot swap."""
     from bench.engine_bench import bank_forward, chunks
 
     n, _ = parse_workload(plan.http)
@@ -141,7 +154,7 @@ def http_phase(plan: Plan, workloads, encoder, apl: TaskSet, model) -> tuple[Row
         f"http_{plan.http}", "HTTP end to end, APL, saturation", plan.http, f"<={plan.batch} mixed"
     )
     forward = bank_forward(model, bank, encoder)
-    with Cluster(plan.batch, slots=max(128, n), threads=THREADS) as cluster:
+    with Cluster(plan.batch, slots=max(128, n), threads=threads) as cluster:
         a, b = cluster.replicas
         upload_tasks(a.url, apl, n)
         warm(a.url, n)
@@ -159,8 +172,16 @@ def http_phase(plan: Plan, workloads, encoder, apl: TaskSet, model) -> tuple[Row
             )
         http.ratios["engine"] = paired_ratio(http, engine)
         http.note = f"engine reference {engine.throughput:.1f} seq/s"
-        swap = measure_hot_swap(a, b, apl, plan.swaps)
-    return http, swap
+        rows.append(http)
+        results["notes"].append(
+            f"HTTP: two uvicorn replicas ({threads} torch threads each, batch {plan.batch}, "
+            f"window 5 ms, mixed policy) on one embedded Redis; {plan.http_concurrency} "
+            "concurrent httpx requests of one text each against replica A, client on the same "
+            "2 cores. x engine = HTTP seq/s / the in-process mixed forward on the same "
+            f"requests ({engine.throughput:.1f} seq/s), measured alternately with it; HTTP "
+            "includes tokenisation, JSON and queueing."
+        )
+        results["hot_swap"] = measure_hot_swap(a, b, apl, plan.swaps)
 
 
 def _version(package: str) -> str | None:
@@ -178,6 +199,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="markdown file to write the results block into")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="JSON results file")
     p.add_argument("--glue-dir", type=Path, default=GLUE_DIR)
+    p.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2)")
     p.add_argument("--no-peft", action="store_true", help="skip the PEFT rows")
     p.add_argument("--no-http", action="store_true", help="skip HTTP and hot swap")
     p.add_argument("--no-cold", action="store_true", help="skip the cold-load measurement")
