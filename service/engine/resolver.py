@@ -52,10 +52,17 @@ class AdapterResolver:
             if entry is not None:  # keep serving what we know while the store is away
                 return entry.version
             raise
+        with self._lock:
+            current = self._live.get(task)
+            if current is not entry and current is not None:
+                return current.version  # an event set a newer version while we asked
+            if current is entry:  # otherwise an event dropped it meanwhile: do not re-cache
+                if version is None:
+                    self._live.pop(task, None)
+                else:
+                    self._live[task] = LiveEntry(version, now)
         if version is None:
-            self._live.pop(task, None)
             raise UnknownTaskError(f"no adapter is uploaded for task {task!r}")
-        self._live[task] = LiveEntry(version, now)
         return version
 
     def acquire(self, task: str) -> Resident:
@@ -68,19 +75,21 @@ class AdapterResolver:
             return resident
         with self._lock:
             load_lock = self._loading.setdefault(key, threading.Lock())
-        with load_lock:  # one load per key; concurrent misses wait for it
-            resident = self.pool.acquire(key)
-            if resident is not None:
-                self.metrics.cache_hits.inc()
-                return resident
-            self.metrics.cache_misses.inc()
-            started = time.perf_counter()
-            manifest_bytes, weights = self.store.fetch(task, version)
-            artifact = parse_artifact(manifest_bytes, weights, self.backbone)
-            resident = self.pool.insert(key, artifact)
-            self.metrics.adapter_load.observe(time.perf_counter() - started)
-        with self._lock:
-            self._loading.pop(key, None)
+        try:
+            with load_lock:  # one load per key; concurrent misses wait for it
+                resident = self.pool.acquire(key)
+                if resident is not None:
+                    self.metrics.cache_hits.inc()
+                    return resident
+                self.metrics.cache_misses.inc()
+                started = time.perf_counter()
+                manifest_bytes, weights = self.store.fetch(task, version)
+                artifact = parse_artifact(manifest_bytes, weights, self.backbone)
+                resident = self.pool.insert(key, artifact)
+                self.metrics.adapter_load.observe(time.perf_counter() - started)
+        finally:  # also when the load failed: no lock left behind per failed key
+            with self._lock:
+                self._loading.pop(key, None)
         self._update_gauges()
         return resident
 
@@ -91,11 +100,14 @@ class AdapterResolver:
         """Store pub/sub: drop cached live versions so every replica switches at once."""
         kind, task, version = event.get("event"), event.get("task"), event.get("version")
         if kind == "resync" or task is None:
-            self._live.clear()
+            with self._lock:
+                self._live.clear()
             return
-        self._live.pop(task, None)
+        with self._lock:
+            self._live.pop(task, None)
+            if kind == "live" and version is not None:
+                self._live[task] = LiveEntry(int(version), time.monotonic())
         if kind == "live" and version is not None:
-            self._live[task] = LiveEntry(int(version), time.monotonic())
             self.pool.retire_task(task, keep_version=int(version))
         elif kind == "deleted" and version is None:
             self.pool.retire_task(task)

@@ -251,6 +251,7 @@ class AdapterStore:
         for part in BLOB_PARTS:
             data = self.blobs.get(self.keys.blob(task, version, part))
             if data is None:
+                self.version_info(task, version)  # deleted since we read it: not found
                 raise CorruptBlobError(task, version, part, "is missing")
             if sha256_hex(data) != expected[part]:
                 raise CorruptBlobError(task, version, part, "fails its sha256 check")

@@ -1,0 +1,89 @@
+"""Races between readers and writers, made deterministic: a store read that meets a deletion
+halfway, and a live-version lookup that meets a newer version's event halfway."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from service.engine.resolver import AdapterResolver
+from service.metrics import Metrics
+from service.store.errors import StoreError, TaskNotFoundError
+from tests.reliability.harness import redis_store, task_artifact
+
+pytestmark = [pytest.mark.service]
+
+
+class DeleteOnFirstRead:
+    """A blob store that deletes the task right before the first read: the reader has
+    already seen the version in the index, then finds its blobs gone."""
+
+    def __init__(self, store, task: str) -> None:
+        self.store, self.task, self.inner = store, task, store.blobs
+        self.fired = False
+
+    def get(self, key: str) -> bytes | None:
+        if not self.fired:
+            self.fired = True
+            self.store.blobs = self.inner
+            self.store.delete_task(self.task)
+        return self.inner.get(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+
+def test_fetch_racing_a_delete_reports_not_found_not_corrupt(redis_server, minilm):
+    """A cache miss that loses the race against DELETE /adapters/{task} must be a 404 (the
+    task is gone), not a 502 corrupt_adapter (nothing is corrupt)."""
+    store = redis_store(redis_server.url)
+    task = "race-delete"
+    info = store.publish(task, *task_artifact(minilm, task))
+    store.blobs = DeleteOnFirstRead(store, task)
+    with pytest.raises(StoreError) as caught:
+        store.fetch(task, info.version)
+    assert isinstance(caught.value, TaskNotFoundError), repr(caught.value)
+
+
+class SlowStore:
+    """`live_version` reads the index, then stalls until released (a slow Redis reply)."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.read = threading.Event()
+        self.release = threading.Event()
+
+    def live_version(self, task: str) -> int:
+        seen = self.version
+        self.read.set()
+        self.release.wait(5)
+        return seen
+
+
+class NoPool:
+    resident_bytes = 0
+
+    def __len__(self) -> int:
+        return 0
+
+    def retire_task(self, task: str, keep_version: int | None = None) -> None:
+        pass
+
+
+def test_a_slow_lookup_does_not_overwrite_a_newer_live_event():
+    """Lookup reads live=1 from the store; meanwhile version 2 goes live and its event
+    arrives; the lookup then returns. The resolver must keep 2, not cache 1 for a TTL."""
+    store = SlowStore(version=1)
+    resolver = AdapterResolver(store, NoPool(), None, Metrics(), ttl_s=60)
+    lookup = threading.Thread(target=resolver.live_version, args=("t",))
+    lookup.start()
+    assert store.read.wait(5)
+    store.version = 2
+    resolver.on_event({"event": "live", "task": "t", "version": 2})
+    store.release.set()
+    lookup.join(5)
+    assert resolver.live_version("t") == 2
