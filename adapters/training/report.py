@@ -120,7 +120,7 @@ def score_table(records: list[dict[str, Any]], k: int) -> str:
                 continue
             mean, std = mean_std(values)
             note = f" (n={len(values)})" if len(values) != seeds else ""
-            parts.append(f"{mean:.2f} ± {std:.2f}{note}")
+            parts.append(f"{mean:.2f}" if seeds == 1 else f"{mean:.2f} ± {std:.2f}{note}")
         average = f"{avg[m]:.2f}" if m in avg else "–"
         lines.append(f"| {method_label(m)} | " + " | ".join(parts) + f" | {average} |")
     return "\n".join(lines)
@@ -195,7 +195,7 @@ def _pct(ratio: float) -> str:
 
 def markdown(records: list[dict[str, Any]]) -> str:
     ks = sorted({r["k"] for r in records})
-    parts = ["## Test scores (x100, mean ± std over seeds)", ""]
+    parts = ["## Test scores (x100; mean ± std over seeds when there are several)", ""]
     for k in ks:
         parts += [score_table(records, k), ""]
     notes = [line for k in ks for line in comparison(records, k)]
