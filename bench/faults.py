@@ -50,6 +50,7 @@ def kills(slot, redis, backbone, count: int, rng: random.Random) -> dict:
         outcomes["published" if published else "not published"] += 1
         outcomes["orphan blobs collected"] += len(figures["orphans"])
         problems += [f"kill {i} after {step}: {p}" for p in found]
+        print(f"kill {i} after {step}: {found or 'ok'}", file=sys.stderr, flush=True)
     return {"kills": count, "steps": dict(steps), "outcomes": dict(outcomes), "problems": problems}
 
 

@@ -31,7 +31,7 @@ OUTAGE_EXPECTED = {"readyz": 503, "hot_predict": 200, "miss_predict": 503, "uplo
 OUTAGE_EXPECTED["list"] = 503
 # (Redis command, text in its key): the publish sequence of `AdapterStore.publish`, in order.
 PUBLISH_STEPS = [
-    ("INCR", ":next_version"),
+    ("INCRBY", ":next_version"),  # redis-py sends INCR as INCRBY key 1
     ("SET", "pending:"),
     ("SET", ":manifest"),
     ("SET", ":weights"),
@@ -202,7 +202,9 @@ def kill_mid_upload(slot, redis_server, backbone, task: str, step: tuple[str, st
     sender = threading.Thread(target=send)
     sender.start()
     fired = killer.fired.wait(60)
-    returncode = service.process.wait(10)
+    if not fired:  # the step never came (a refused upload?): end this process all the same
+        service.process.kill()
+    returncode = service.process.wait(30)
     killer.stop()
     sender.join(60)
     return {
@@ -222,7 +224,7 @@ def half_version_problems(figures: dict, slot, redis_server, task: str) -> list[
     (only of the interrupted version) are collectable, and a fresh process serves the live
     version (starting it is part of the check)."""
     if not figures["fired"]:
-        return [f"{figures['step']} never reached Redis"]
+        return [f"{figures['step']} never reached Redis; upload got {figures['response']}"]
     problems = list(figures["problems"])
     if figures["returncode"] != -signal.SIGKILL:
         problems.append(f"exit status {figures['returncode']}, not SIGKILL")

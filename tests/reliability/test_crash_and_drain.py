@@ -1,6 +1,6 @@
 """The service dies mid-upload (SIGKILL) or is asked to stop (SIGTERM).
 
-SIGKILL lands right after a chosen step of the publish sequence (INCR, pending marker, blob
+SIGKILL lands right after a chosen step of the publish sequence (INCRBY, pending marker, blob
 writes, the commit transaction, the events), triggered by a Redis MONITOR: whatever got done,
 no version may be half-published and the next process serves the live version. SIGTERM lands
 while predictions are queued: every one of them completes with 200 before the process exits.
