@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from adapters.model import UniPELTModel
 from bench import engine_bench, peft_bench
-from bench.plan import Plan
+from bench.plan import Plan, parse_workload
 from bench.report import RowResult, paired_ratio
 from bench.tasks import LORA_ONLY, TaskSet, stacked_heads
 from bench.timing import Runner
@@ -33,94 +33,74 @@ def build_specs(
     with_peft: bool,
 ) -> tuple[list[Spec], list[str]]:
     """The rows to measure, and notes from the checks made while building them."""
-    n_max = plan.max_tasks
-    apl_bank, apl_heads = apl.bank(n_max), stacked_heads(apl.weights(n_max))
-    b = plan.batch
-    specs = [
-        _spec(
-            "ceiling",
-            "backbone + 1 head, no PELT (transformers forward)",
-            "-",
-            f"{b}",
-            engine_bench.ceiling_runner(apl.backbone, encoder, apl_heads, b),
-        ),
+    b, n_apl = plan.batch, plan.max_tasks
+    n_lora = max(parse_workload(w)[0] for w in plan.peft)
+    apl_bank, lora_bank = apl.bank(n_apl), lora.bank(n_lora)
+    ceiling = engine_bench.ceiling_runner(apl.backbone, encoder, stacked_heads(apl.weights(1)), b)
+    apl_mixed = engine_bench.mixed_runner(model, apl_bank, encoder, b)
+    apl_grouped = engine_bench.grouped_runner(model, apl_bank, encoder)
+    lora_mixed = engine_bench.mixed_runner(model, lora_bank, encoder, b)
+    rows = [("ceiling", "backbone + 1 head, no PELT (transformers forward)", "-", f"{b}", ceiling)]
+    rows += [
+        (f"apl_mixed_{w}", "ours, UniPELT APL, mixed-task forward", w, f"{b} mixed", apl_mixed)
+        for w in plan.apl_mixed
     ]
-    for w in plan.apl_mixed:
-        specs.append(
-            _spec(
-                f"apl_mixed_{w}",
-                "ours, UniPELT APL, mixed-task forward",
-                w,
-                f"{b} mixed",
-                engine_bench.mixed_runner(model, apl_bank, encoder, b),
-            )
+    rows += [
+        (f"apl_grouped_{w}", "ours, UniPELT APL, grouped by task", w, "per task", apl_grouped)
+        for w in plan.apl_grouped
+    ]
+    rows += [
+        (
+            f"l_mixed_{w}",
+            f"ours, LoRA-only r{LORA_ONLY.lora_r}, mixed-task forward",
+            w,
+            f"{b} mixed",
+            lora_mixed,
         )
-    for w in plan.apl_grouped:
-        specs.append(
-            _spec(
-                f"apl_grouped_{w}",
-                "ours, UniPELT APL, grouped by task",
-                w,
-                "per task",
-                engine_bench.grouped_runner(model, apl_bank, encoder),
-            )
+        for w in plan.peft
+    ]
+    checks = []
+    if with_peft:
+        weights = lora.weights(n_lora)
+        heads = stacked_heads(weights)
+        peft = peft_bench.build_peft_model(
+            lora.backbone, weights, LORA_ONLY.lora_r, LORA_ONLY.lora_alpha
         )
-    n_lora = max(int(w[:-1]) for w in plan.peft)
-    lora_bank = lora.bank(n_lora)
-    for w in plan.peft:
-        specs.append(
-            _spec(
-                f"l_mixed_{w}",
-                f"ours, LoRA-only r{LORA_ONLY.lora_r}, mixed-task forward",
-                w,
-                f"{b} mixed",
-                engine_bench.mixed_runner(model, lora_bank, encoder, b),
-            )
-        )
-    if not with_peft:
-        return specs, []
-    weights = lora.weights(n_lora)
-    heads = stacked_heads(weights)
-    peft_model = peft_bench.build_peft_model(
-        lora.backbone, weights, LORA_ONLY.lora_r, LORA_ONLY.lora_alpha
-    )
+        checks.append(_peft_check(model, lora_bank, peft, heads, encoder, workloads, plan))
+        request = peft_bench.per_request_runner(peft, encoder, heads)
+        grouped = peft_bench.grouped_runner(peft, encoder, heads)
+        mixed = peft_bench.mixed_runner(peft, encoder, heads, b)
+        for w in plan.peft:
+            rows += [
+                (f"peft_request_{w}", "PEFT LoRA, set_adapter per request", w, "1", request),
+                (
+                    f"peft_grouped_{w}",
+                    "PEFT LoRA, set_adapter per task group",
+                    w,
+                    "per task",
+                    grouped,
+                ),
+                (
+                    f"peft_mixed_{w}",
+                    "PEFT LoRA, mixed batch (adapter_names)",
+                    w,
+                    f"{b} mixed",
+                    mixed,
+                ),
+            ]
+    return [Spec(RowResult(k, label, w, bt), run) for k, label, w, bt, run in rows], checks
+
+
+def _peft_check(model, lora_bank, peft, heads, encoder, workloads, plan) -> str:
+    """Our LoRA-only mixed forward and PEFT's give the same logits on the same weights."""
     window = workloads[plan.peft[0]].windows(plan.batch)[0]
     ours = engine_bench.bank_forward(model, lora_bank, encoder)(window)
-    theirs = peft_bench.mixed_logits(peft_model, encoder, heads, window)
+    theirs = peft_bench.mixed_logits(peft, encoder, heads, window)
     diff = float((ours - theirs).abs().max())
-    check = (
+    return (
         "Same weights, same answers: ours (LoRA-only) and PEFT's mixed batch differ by at most "
         f"{diff:.1e} in any logit on one window of {len(window)} requests."
     )
-    for w in plan.peft:
-        specs += [
-            _spec(
-                f"peft_request_{w}",
-                "PEFT LoRA, set_adapter per request",
-                w,
-                "1",
-                peft_bench.per_request_runner(peft_model, encoder, heads),
-            ),
-            _spec(
-                f"peft_grouped_{w}",
-                "PEFT LoRA, set_adapter per task group",
-                w,
-                "per task",
-                peft_bench.grouped_runner(peft_model, encoder, heads),
-            ),
-            _spec(
-                f"peft_mixed_{w}",
-                "PEFT LoRA, mixed batch (adapter_names)",
-                w,
-                f"{b} mixed",
-                peft_bench.mixed_runner(peft_model, encoder, heads, b),
-            ),
-        ]
-    return specs, [check]
-
-
-def _spec(key: str, label: str, workload: str, batching: str, runner: Runner) -> Spec:
-    return Spec(RowResult(key, label, workload, batching), runner)
 
 
 def measure(

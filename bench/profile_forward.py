@@ -16,6 +16,7 @@ from bench.fast_forward import FastUniPELT, FusedBank
 from bench.inprocess import Spec, add_ratios, measure
 from bench.plan import Plan, parse_workload
 from bench.report import RowResult, fmt, paired_ratio, table
+from bench.segment_forward import SegmentUniPELT
 from bench.tasks import TaskSet, stacked_heads
 from bench.timing import run_groups
 from bench.workload import Encoder, Workload
@@ -29,7 +30,11 @@ ABLATION = (
     ("apl", "APL with gates (UniPELT)"),
 )
 CATEGORIES = {
-    "linear (frozen GEMMs)": ("aten::addmm", "aten::mm", "aten::linear"),
+    "linear and mm (frozen GEMMs; prototype 2: per-task mm)": (
+        "aten::addmm",
+        "aten::mm",
+        "aten::linear",
+    ),
     "per-row bmm (LoRA, adapter, gates, head)": ("aten::bmm", "aten::baddbmm"),
     "gathers (bank[slots])": ("aten::index", "aten::index_select", "aten::gather"),
     "attention (sdpa)": ("aten::_scaled_dot_product_flash_attention_for_cpu",),
@@ -85,46 +90,68 @@ def profile_section(
                 engine_bench.mixed_runner(model, bank, encoder, b),
             )
         )
-    fast = FastUniPELT(apl.backbone).eval()
     apl_bank = apl.bank(n)
-    fused = FusedBank(apl_bank)
-    diff = check_prototype(model, fast, apl_bank, fused, encoder, workloads[key].windows(b)[0])
-    specs.append(
-        Spec(
-            RowResult("proto_apl", "prototype (bench/fast_forward.py): APL", key, f"{b} mixed"),
-            prototype_runner(fast, fused, encoder, b),
+    window0 = workloads[key].windows(b)[0]
+    protos = {
+        "proto_apl": (
+            "prototype 1, fused layouts (bench/fast_forward.py): APL",
+            FastUniPELT(apl.backbone).eval(),
+            FusedBank(apl_bank),
+        ),
+        "seg_apl": (
+            "prototype 2, no weight copies (bench/segment_forward.py): APL",
+            SegmentUniPELT(apl.backbone).eval(),
+            apl_bank,
+        ),
+    }
+    diffs = {}
+    for name, (label, module, state) in protos.items():
+        diffs[name] = check_prototype(model, apl_bank, module, state, encoder, window0)
+        specs.append(
+            Spec(
+                RowResult(name, label, key, f"{b} mixed"),
+                prototype_runner(module, state, encoder, b),
+            )
         )
-    )
     rows = measure(specs, {key: workloads[key]}, plan, log)
     add_ratios(rows)
     by_key = {r.key: r for r in rows}
-    by_key["proto_apl"].ratios["engine"] = paired_ratio(by_key["proto_apl"], by_key["abl_apl"])
+    for name in protos:
+        by_key[name].ratios["engine"] = paired_ratio(by_key[name], by_key["abl_apl"])
     runners = {s.result.key: s.runner for s in specs}
-    names = {"ceiling": "ceiling", "ours APL": "abl_apl", "prototype APL": "proto_apl"}
+    names = {
+        "ceiling": "ceiling",
+        "ours APL": "abl_apl",
+        "prototype 1": "proto_apl",
+        "prototype 2": "seg_apl",
+    }
     ops = {label: _empty_ops() for label in names}
     for window in workloads[key].windows(b)[: plan.windows]:
         for label, row in names.items():  # interleaved, window by window
             _add_ops(ops[label], runners[row], window)
-    result = {"rows": [r.summary() for r in rows], "ops": ops, "prototype_max_diff": diff}
+    result = {"rows": [r.summary() for r in rows], "ops": ops, "prototype_max_diff": diffs}
     result["markdown"] = _markdown(result, key)
     return result
 
 
-def prototype_runner(fast: FastUniPELT, fused: FusedBank, encoder: Encoder, batch: int):
+def prototype_runner(module, state, encoder: Encoder, batch: int):
+    """A prototype called as `module(input_ids, attention_mask, state, slots)` -> logits."""
+
     @torch.inference_mode()
     def forward(rows):
         ids, mask = encoder.batch(rows)
-        return fast(ids, mask, fused, torch.tensor([r.task for r in rows], dtype=torch.long))
+        return module(ids, mask, state, torch.tensor([r.task for r in rows], dtype=torch.long))
 
     return lambda window: run_groups(window, engine_bench.chunks(len(window), batch), forward)
 
 
 @torch.inference_mode()
-def check_prototype(model, fast, bank, fused, encoder, window) -> float:
+def check_prototype(model, bank, module, state, encoder, window) -> float:
+    """A prototype must give the reference forward's logits (else it proves nothing)."""
     ids, mask = encoder.batch(window)
     slots = torch.tensor([r.task for r in window], dtype=torch.long)
     ref = model(ids, mask, bank, slots).logits
-    got = fast(ids, mask, fused, slots)
+    got = module(ids, mask, state, slots)
     diff = float((ref - got[:, : ref.shape[1]]).abs().max())
     if diff > 1e-3:
         raise AssertionError(f"prototype differs from the reference forward by {diff}")
@@ -157,10 +184,12 @@ def _markdown(result: dict, key: str) -> str:
         "",
         table(result["rows"]),
         "",
-        f"Prototype max |logit difference| vs the reference forward: "
-        f"{result['prototype_max_diff']:.1e}.",
+        "Prototypes' max |logit difference| vs the reference forward: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in result["prototype_max_diff"].items())
+        + ".",
         "",
-        "torch.profiler, self CPU ms for one window (op calls in brackets):",
+        "torch.profiler, self CPU ms summed over the measured windows, profiled interleaved "
+        "(op calls in brackets):",
         "",
     ]
     names = list(result["ops"])

@@ -205,8 +205,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-cold", action="store_true", help="skip the cold-load measurement")
     p.add_argument("--profile", action="store_true", help="add the forward profile section")
     args = p.parse_args(argv)
-    shown = ["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]
-    args.command = shlex.join(shown)
+    given = argv if argv is not None else sys.argv[1:]
+    args.command = " ".join(["python -m bench.run", shlex.join(given)]).strip()
     return args
 
 
