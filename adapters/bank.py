@@ -1,9 +1,10 @@
 """TaskBank: per-task tensors stacked over slots, and the per-batch view of it.
 
-Every tensor has a leading slot dimension S. Tasks with smaller sizes (rank, bottleneck,
-prefix length, label count) are zero-padded to the bank's sizes; zero padding is exact. A batch
-selects each row's slot with an index vector and only pays for the largest size among the
-slots it uses.
+Per-layer tensors are stored layer-major, (L, S, ...), so one layer's slots form one
+contiguous block that a batch gathers rows from; head tensors are (S, ...). Tasks with smaller
+sizes (rank, bottleneck, prefix length, label count) are zero-padded to the bank's sizes; zero
+padding is exact. A batch selects each row's slot with an index vector and only pays for the
+largest size among the slots it uses.
 """
 
 from __future__ import annotations
@@ -101,12 +102,30 @@ class SlotMeta:
         self.gate_const[slot] = torch.tensor(const, dtype=self.gate_const.dtype)
 
 
+def is_layer_tensor(name: str) -> bool:
+    """Per-layer tensors (everything but the head) carry a leading layer dimension."""
+    return not name.startswith("head_")
+
+
 class TaskBank:
-    """Stacked per-slot tensors plus metadata; the mixed forward reads it by slot index."""
+    """Stacked per-slot tensors plus metadata; the mixed forward reads it by slot index.
+
+    `tensors[name]` is (L, S, ...) for per-layer tensors and (S, ...) for the head.
+    """
 
     def __init__(self, tensors: dict[str, Tensor], meta: SlotMeta) -> None:
         self.tensors = tensors
         self.meta = meta
+
+    def slots_of(self, name: str, layer: int | None = None) -> Tensor:
+        """All slots' `name` tensor (at `layer` for per-layer tensors): (S, ...), contiguous."""
+        t = self.tensors[name]
+        return t[layer] if layer is not None else t
+
+    def slot_view(self, name: str, slot: int) -> Tensor:
+        """One slot's `name` tensor as the artifact stores it: (L, ...) or the head's shape."""
+        t = self.tensors[name]
+        return t[:, slot] if is_layer_tensor(name) else t[slot]
 
     @classmethod
     def allocate(
@@ -118,10 +137,10 @@ class TaskBank:
         dtype: torch.dtype = torch.float32,
     ) -> TaskBank:
         """An all-zero pool of `slots` slots."""
-        tensors = {
-            name: torch.zeros((slots, *shape), device=device, dtype=dtype)
-            for name, shape in bank_shapes(dims, sizes).items()
-        }
+        tensors = {}
+        for name, shape in bank_shapes(dims, sizes).items():
+            full = (shape[0], slots, *shape[1:]) if is_layer_tensor(name) else (slots, *shape)
+            tensors[name] = torch.zeros(full, device=device, dtype=dtype)
         return cls(tensors, SlotMeta.empty(slots, device))
 
     @classmethod
@@ -150,23 +169,24 @@ class TaskBank:
     @torch.no_grad()
     def write(self, slot: int, cfg: MethodConfig, weights: dict[str, Tensor]) -> None:
         """Copy one task's tensors into `slot`, zeroing everything it does not use."""
-        for name, target in self.tensors.items():
-            target[slot].zero_()
+        for name in self.tensors:
+            target = self.slot_view(name, slot)
+            target.zero_()
             source = weights.get(name)
             if source is None:
                 continue
-            room = tuple(target.shape[1:])
+            room = tuple(target.shape)
             if len(source.shape) != len(room) or any(s > r for s, r in zip(source.shape, room)):
                 raise ArtifactError(
                     f"tensor {name} of shape {tuple(source.shape)} does not fit the pool's "
                     f"slot shape {room}"
                 )
             index = tuple(slice(0, s) for s in source.shape)
-            target[slot][index].copy_(source)
+            target[index].copy_(source)
         self.meta.write(slot, cfg, int(weights["head_out_b"].shape[0]))
 
     @torch.no_grad()
     def clear(self, slot: int) -> None:
-        for target in self.tensors.values():
-            target[slot].zero_()
+        for name in self.tensors:
+            self.slot_view(name, slot).zero_()
         self.meta.write(slot, MethodConfig.preset("head"), 0)

@@ -79,16 +79,19 @@ class BatchView:
 
     def take(self, name: str, layer: int | None = None, trim: int | None = None) -> Tensor:
         """Each row's tensor `name` (at `layer`), last dim cut to `trim`: (B, ...) or (1, ...)."""
-        t = self.bank.tensors[name]
-        if layer is not None:
-            t = t[:, layer]
+        t = self.bank.slots_of(name, layer)  # (S, ...)
         if trim is not None:
             t = t[..., :trim]
-        return t[self.index]
+        return self._rows(t)
 
     def take_rows(self, name: str, layer: int, trim: int) -> Tensor:
         """Like `take` but cutting the second-to-last dim (B-matrices, prefixes, up-proj)."""
-        return self.bank.tensors[name][:, layer, :trim][self.index]
+        return self._rows(self.bank.slots_of(name, layer)[:, :trim])
+
+    def _rows(self, t: Tensor) -> Tensor:
+        if isinstance(self.index, slice):
+            return t[self.index]  # one task: a view, no copy
+        return t.index_select(0, self.index)
 
     def bitfit(self, target: str, layer: int) -> Tensor | None:
         return self.take(f"bitfit_{target}", layer) if self.any_bitfit else None

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from adapters import constants as C
 from adapters.backbone import Backbone
-from adapters.bank import BankSizes, SlotMeta, TaskBank, bank_shapes
+from adapters.bank import BankSizes, SlotMeta, TaskBank, bank_shapes, is_layer_tensor
 from adapters.bitfit import init_bitfit_weights
 from adapters.bottleneck import init_adapter_weights
 from adapters.config import MethodConfig
@@ -63,9 +63,9 @@ class TaskAdapter(nn.Module):
         full = {}
         for name, shape in shapes.items():
             t = tensors.get(name)
-            full[name] = (
-                t.unsqueeze(0) if t is not None else torch.zeros((1, *shape), device=device)
-            )
+            if t is None:
+                t = torch.zeros(shape, device=device)
+            full[name] = t.unsqueeze(1) if is_layer_tensor(name) else t.unsqueeze(0)
         meta = SlotMeta(**{k: v.to(device) for k, v in vars(self._meta).items()})
         return TaskBank(full, meta)
 
