@@ -96,6 +96,8 @@ def parse_manifest(manifest_bytes: bytes) -> Manifest:
         data = json.loads(manifest_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"manifest is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ArtifactError("manifest is not valid: JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise ArtifactError("manifest must be a JSON object")
     try:

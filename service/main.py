@@ -11,6 +11,7 @@ import torch
 from fastapi import FastAPI
 
 from adapters.backbone import Backbone, load_backbone
+from service.api.body_limit import UPLOAD_PATH, BodyLimitMiddleware
 from service.api.error_handlers import install_error_handlers
 from service.api.request_metrics import RequestMetricsMiddleware
 from service.api.routes_adapters import router as adapters_router
@@ -78,6 +79,13 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     app.include_router(predict_router)
     app.include_router(adapters_router)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+
+    def body_limit(path: str, method: str) -> int:
+        if path == UPLOAD_PATH and method == "PUT":  # two files plus multipart framing
+            return 2 * settings.max_upload_bytes + 64 * 1024
+        return settings.max_request_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     return app
 
 

@@ -45,5 +45,6 @@ class Settings(BaseSettings):
     live_cache_ttl_s: float = Field(30.0, ge=0)
 
     max_upload_bytes: int = Field(64 * 2**20, ge=1)
+    max_request_bytes: int = Field(2**20, ge=1024)  # any body other than an upload
     canary_on_upload: bool = True
     max_task_labels: int = Field(50, ge=1)  # bound on distinct task labels in metrics

@@ -37,19 +37,35 @@ class AdapterResolver:
         self._live: dict[str, LiveEntry] = {}
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._refreshing: set[str] = set()
 
     def live_version(self, task: str) -> int:
-        """The task's live version; cached, re-checked after the TTL. Raises UnknownTaskError."""
-        now = time.monotonic()
+        """The task's live version. Raises UnknownTaskError.
+
+        Cached entries answer at once; store events keep them current, and after the TTL a
+        single background lookup re-checks them, so a slow or absent Redis never delays a
+        request for a task this replica already knows.
+        """
         entry = self._live.get(task)
-        if entry is not None and now - entry.checked_at < self.ttl_s:
+        if entry is not None:
+            if time.monotonic() - entry.checked_at >= self.ttl_s:
+                self._refresh_in_background(task, entry)
             return entry.version
+        version = self._lookup(task, entry)
+        if version is None:
+            raise UnknownTaskError(f"no adapter is uploaded for task {task!r}")
+        return version
+
+    def _lookup(self, task: str, entry: LiveEntry | None) -> int | None:
+        """Ask the store; cache the answer unless an event changed the entry meanwhile."""
+        now = time.monotonic()
         try:
             version = self.store.live_version(task)
         except TaskNotFoundError:
             version = None
         except StoreUnavailableError:
-            if entry is not None:  # keep serving what we know while the store is away
+            if entry is not None:  # keep serving what we know; ask again after the TTL
+                entry.checked_at = now
                 return entry.version
             raise
         with self._lock:
@@ -61,9 +77,24 @@ class AdapterResolver:
                     self._live.pop(task, None)
                 else:
                     self._live[task] = LiveEntry(version, now)
-        if version is None:
-            raise UnknownTaskError(f"no adapter is uploaded for task {task!r}")
         return version
+
+    def _refresh_in_background(self, task: str, entry: LiveEntry) -> None:
+        with self._lock:
+            if task in self._refreshing:
+                return
+            self._refreshing.add(task)
+
+        def refresh() -> None:
+            try:
+                self._lookup(task, entry)
+            except Exception:  # a failed re-check keeps the cached entry
+                entry.checked_at = time.monotonic()
+            finally:
+                with self._lock:
+                    self._refreshing.discard(task)
+
+        threading.Thread(target=refresh, name=f"refresh-{task}", daemon=True).start()
 
     def acquire(self, task: str) -> Resident:
         """A pinned resident adapter for the task's live version. Caller must release it."""

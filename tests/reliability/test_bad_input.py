@@ -261,11 +261,6 @@ def test_bad_artifacts_are_refused_and_never_stored(
     assert after.status_code == 200 and after.json()["version"] == live
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/artifact.py parse_manifest catches ValueError but not RecursionError "
-    "from json.loads on a deeply nested manifest: 500 instead of 422",
-)
 def test_deeply_nested_manifest_is_refused(url, minilm):
     _, weights = task_artifact(minilm, TASK)
     manifest = b'{"task": "badinput", "x": ' + DEEP + b"}"

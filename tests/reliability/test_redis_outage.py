@@ -70,11 +70,6 @@ def test_recovers_without_restart(outage, request):
     print(f"redis {outage}: ready again {figures['ready_after_s']:.2f}s after it came back")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolver re-asks a hung Redis on every request once the live TTL has passed "
-    "(2 s socket timeout each, on a 6-thread executor); see docs/reliability.md",
-)
 def test_frozen_redis_does_not_slow_resident_predictions(frozen):
     """While Redis hangs, a resident adapter's prediction should not wait for Redis at all
     (beyond one probe per TTL). Today nearly every one waits the 2 s socket timeout."""

@@ -166,11 +166,6 @@ def test_upload_size_limits(url, minilm):
     assert httpx.post(f"{url}/v1/{TASK}/predict", json={"inputs": "x"}).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no request-size limit outside uploads: a 16 MB predict body is read and parsed "
-    "whole (seconds of CPU, hundreds of MB of RSS) before the 64-input limit refuses it",
-)
 def test_predict_body_size_is_limited(url):
     body = b'{"inputs": ["' + b"a" * (16 * 2**20) + b'"]}'
     r = httpx.post(
