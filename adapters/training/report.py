@@ -234,12 +234,14 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             means.append(avg.get(m, 0.0))
             errs.append(0.0)
             xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(tasks) + 1)]
-            ax.bar(xs, means, width, yerr=errs, capsize=2, label=method_label(m))
+            yerr = errs if any(errs) else None
+            ax.bar(xs, means, width, yerr=yerr, capsize=2, label=method_label(m))
         ax.set_xticks(range(len(tasks) + 1), [task_label(t) for t in tasks] + ["Avg"])
         ax.set_ylabel("test score x100")
         ax.set_title(f"K = {k} training examples")
-    axes[0, 0].legend(ncol=min(len(methods), 4), fontsize=8, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(methods), 8), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
