@@ -101,6 +101,7 @@ def _study_parser(sub) -> None:
     p.add_argument("--dev-size", default="500", help="dev examples (also per K: 500,100:250)")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from JSON")
+    p.add_argument("--timing", action="store_true", help="only time the methods (timing.md)")
     p.add_argument("--no-plot", action="store_true")
     _training_options(p)
 

@@ -24,6 +24,7 @@ from adapters.training.report import write_report
 from adapters.training.run import train_task
 from adapters.training.study import StudyConfig, run_study
 from adapters.training.tasks import TaskData, file_task_data, glue_task_data
+from adapters.training.timing import time_methods, timing_table
 
 
 def set_threads(args: argparse.Namespace) -> None:
@@ -171,6 +172,8 @@ def predict(args: argparse.Namespace) -> int:
 
 def study(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.timing:
+        return timing(args, out)
     if not args.report_only:
         set_threads(args)
         by_k = {
@@ -198,6 +201,21 @@ def study(args: argparse.Namespace) -> int:
         run_study(config, _report_run)
     for path in write_report(out, with_plot=not args.no_plot):
         print(f"wrote {path}")
+    return 0
+
+
+def timing(args: argparse.Namespace, out: Path) -> int:
+    """Same-batch, round-robin speed of each method on this machine (see `timing.py`)."""
+    set_threads(args)
+    backbone = load_backbone(args.backbone)
+    table = timing_table(time_methods(backbone, list(args.methods), args.batch_size))
+    header = (
+        f"Synthetic batches: train {args.batch_size} x 32 tokens, inference 64 x 32 tokens; "
+        f"{torch.get_num_threads()} thread(s); median of 3 round-robin rounds."
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "timing.md").write_text(f"{header}\n\n{table}\n")
+    print(f"{header}\n\n{table}")
     return 0
 
 

@@ -134,7 +134,9 @@ def train(
             step += 1
             running = value if running is None else 0.9 * running + 0.1 * value
             bar.update(1)
-            bar.set_postfix(loss=f"{running:.4f}", dev=f"{selection.best:.4f}" if has_dev else "-")
+            bar.set_postfix(
+                loss=f"{running:.4f}", dev=f"{selection.best:.4f}" if selection.metrics else "-"
+            )
             if not has_dev or (step % eval_every and step != total):
                 continue
             ev = evaluate_learner(learner, dev_set, spec, settings.eval_batch_size)

@@ -152,3 +152,13 @@ def test_saved_artifact_predicts_like_the_trained_learner(tiny_bert, toy, tmp_pa
 )
 def test_artifact_task_names(name, slug):
     assert artifact_task_name(name) == slug
+
+
+def test_method_timing_table(tiny_bert):
+    from adapters.training.timing import time_methods, timing_table
+
+    timings = time_methods(tiny_bert, ["ft", "apl"], batch_size=4, length=8, rounds=1, repeats=1)
+    assert [t.method for t in timings] == ["ft", "apl"]
+    assert all(t.train_step > 0 and t.inference > 0 for t in timings)
+    table = timing_table(timings)
+    assert "| Fine-tuning |" in table and "| 100% |" in table and "| UniPELT (APL) |" in table
