@@ -30,7 +30,9 @@ class FusedBank:
     """Fused per-slot layouts derived from a TaskBank (the real change: built by `write`)."""
 
     def __init__(self, bank: TaskBank) -> None:
-        meta, t = bank.meta, bank.tensors
+        meta = bank.meta
+        # Slot-major views of the bank's layer-major tensors (copied once, below, by cat).
+        t = {k: v if k.startswith("head_") else v.transpose(0, 1) for k, v in bank.tensors.items()}
         r, m = int(meta.lora_rank.max()), int(meta.bottleneck.max())
         P = int(meta.prefix_length.max())
         self.r, self.m, self.P = r, m, P
@@ -49,7 +51,7 @@ class FusedBank:
         self.ad_down = torch.cat([t["adapter_down_w"][..., :m], gw[..., 3:]], -1)
         self.ad_b = torch.cat([t["adapter_down_b"][..., :m], gb[..., 3:]], -1)
         self.ad_up = t["adapter_up_w"][:, :, :m].contiguous()
-        self.ad_up_b = t["adapter_up_b"]
+        self.ad_up_b = t["adapter_up_b"].contiguous()
         self.head = {k: t[k] for k in C.HEAD_TENSORS}
         self.num_labels = int(meta.num_labels.max())
 

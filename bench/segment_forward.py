@@ -1,7 +1,8 @@
 """A second prototype: no per-row copies of task weights. Rows are sorted by slot once per
 forward and every per-task matmul runs on its rows' contiguous block against a view of the
 bank (`bank[slot, layer]`), so each task's weights are read once per layer and never copied.
-Same math as `UniPELTModel` (checked in the profile); one adapter activation, no BitFit."""
+Same math as `UniPELTModel` (checked in the profile); one adapter activation, no BitFit.
+Reads the bank's layer-major layout: `tensors[name]` is (L, S, ...), heads (S, ...)."""
 
 from __future__ import annotations
 
@@ -36,20 +37,20 @@ class SegmentUniPELT(UniPELTModel):
         x = self.embed(ids, None)
         for i, layer in enumerate(self.backbone.layers):
             sa = layer.attention.self
-            g_logit = _per_task(x, segs, t["gate_w"][:, i, :, :3]) + _rows(
-                t["gate_b"][:, i, :3], slots
+            g_logit = _per_task(x, segs, t["gate_w"][i, :, :, :3]) + _rows(
+                t["gate_b"][i, :, :3], slots
             )
             g = torch.where(on[:, :3], (torch.sigmoid(g_logit) * mf).sum(1) / count, const[:, :3])
             q, k, v = sa.query(x), sa.key(x), sa.value(x)
             if r:
-                xq = _per_task(x, segs, t["lora_q_A"][:, i, :, :r])
-                xv = _per_task(x, segs, t["lora_v_A"][:, i, :, :r])
-                q = q + _per_task(xq * g[:, None, 1:2], segs, t["lora_q_B"][:, i, :r])
-                v = v + _per_task(xv * g[:, None, 2:3], segs, t["lora_v_B"][:, i, :r])
+                xq = _per_task(x, segs, t["lora_q_A"][i, :, :, :r])
+                xv = _per_task(x, segs, t["lora_v_A"][i, :, :, :r])
+                q = q + _per_task(xq * g[:, None, 1:2], segs, t["lora_q_B"][i, :, :r])
+                v = v + _per_task(xv * g[:, None, 2:3], segs, t["lora_v_B"][i, :, :r])
             if P:
                 s0 = g[:, 0, None, None]
-                k = torch.cat([_rows(t["prefix_k"][:, i, :P], slots) * s0, k], 1)
-                v = torch.cat([_rows(t["prefix_v"][:, i, :P], slots) * s0, v], 1)
+                k = torch.cat([_rows(t["prefix_k"][i, :, :P], slots) * s0, k], 1)
+                v = torch.cat([_rows(t["prefix_v"][i, :, :P], slots) * s0, v], 1)
             ctx = self.attention(q, k, v, key_mask if P else mask)
             h = self.layer_norm(
                 layer.attention.output.LayerNorm, layer.attention.output.dense(ctx) + x, None
@@ -59,17 +60,17 @@ class SegmentUniPELT(UniPELTModel):
             )
             f = self.layer_norm(layer.output.LayerNorm, f + h, None)
             if m:
-                ga = _per_task(f, segs, t["gate_w"][:, i, :, 3:]) + _rows(
-                    t["gate_b"][:, i, 3:], slots
+                ga = _per_task(f, segs, t["gate_w"][i, :, :, 3:]) + _rows(
+                    t["gate_b"][i, :, 3:], slots
                 )
                 A = C.GATE_ADAPTER
                 sa_ = torch.where(on[:, A:], (torch.sigmoid(ga) * mf).sum(1) / count, const[:, A:])
                 z = act(
-                    _per_task(f, segs, t["adapter_down_w"][:, i, :, :m])
-                    + _rows(t["adapter_down_b"][:, i, :m], slots)
+                    _per_task(f, segs, t["adapter_down_w"][i, :, :, :m])
+                    + _rows(t["adapter_down_b"][i, :, :m], slots)
                 )
-                up = _per_task(z, segs, t["adapter_up_w"][:, i, :m])
-                f = f + (up + _rows(t["adapter_up_b"][:, i], slots)) * sa_[:, :, None]
+                up = _per_task(z, segs, t["adapter_up_w"][i, :, :m])
+                f = f + (up + _rows(t["adapter_up_b"][i], slots)) * sa_[:, :, None]
             x = f
         pooled = x[:, 0]  # (B, d)
         n = int(meta.num_labels[uniq].max())
