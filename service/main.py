@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,8 @@ from service.api.routes_predict import router as predict_router
 from service.engine.engine import Engine
 from service.metrics import Metrics
 from service.settings import Settings
+from service.store.adapter_store import AdapterStore
+from service.store.errors import StoreUnavailableError
 from service.store.factory import connect
 
 log = logging.getLogger("unipelt")
@@ -47,6 +50,8 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
             model = await asyncio.to_thread(load_backbone, settings.backbone, settings.device)
         engine = Engine(settings, model, store, metrics)
         subscription = store.subscribe(engine.resolver.on_event)
+        # Blobs of uploads a crash interrupted: collected in the background, best effort.
+        threading.Thread(target=_collect_orphans, args=(store,), daemon=True).start()
         engine.start()
         app.state.engine = engine
         metrics.store_up.set(1)
@@ -83,10 +88,20 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     def body_limit(path: str, method: str) -> int:
         if path == UPLOAD_PATH and method == "PUT":  # two files plus multipart framing
             return 2 * settings.max_upload_bytes + 64 * 1024
-        return settings.max_request_bytes
+        return settings.request_body_limit
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     return app
+
+
+def _collect_orphans(store: AdapterStore) -> None:
+    try:
+        removed = store.gc_orphans()
+    except StoreUnavailableError as exc:
+        log.warning("orphan blob collection skipped: %s", exc)
+        return
+    if removed:
+        log.info("collected %d orphan blob(s) of interrupted uploads", removed)
 
 
 def run(host: str | None = None, port: int | None = None) -> None:

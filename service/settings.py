@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     live_cache_ttl_s: float = Field(30.0, ge=0)
 
     max_upload_bytes: int = Field(64 * 2**20, ge=1)
-    max_request_bytes: int = Field(2**20, ge=1024)  # any body other than an upload
+    # Any body other than an upload; unset: room for the largest request the input limits allow.
+    max_request_bytes: int | None = Field(None, ge=1024)
+
+    @property
+    def request_body_limit(self) -> int:
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        # Every input at its character limit, 4 UTF-8 bytes each, twice (text and text pair).
+        return self.max_inputs_per_request * self.max_text_chars * 8 + 64 * 1024
+
     canary_on_upload: bool = True
     max_task_labels: int = Field(50, ge=1)  # bound on distinct task labels in metrics
