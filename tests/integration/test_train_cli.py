@@ -96,3 +96,14 @@ def test_demo_trains_and_predicts(capsys):
     assert main(["demo", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "trained APL" in out and out.count(" -> ") == 2
+
+
+def test_serve_passes_host_and_port(monkeypatch):
+    import service.main
+
+    seen = {}
+    monkeypatch.setattr(
+        service.main, "run", lambda host=None, port=None: seen.update(h=host, p=port)
+    )
+    assert main(["serve", "--host", "0.0.0.0", "--port", "9123"]) == 0
+    assert seen == {"h": "0.0.0.0", "p": 9123}
