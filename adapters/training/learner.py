@@ -15,7 +15,7 @@ from adapters.backbone import Backbone, backbone_from_model
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
-from adapters.schema import kept_parameter_count, prefix_mlp_parameter_count
+from adapters.schema import kept_parameter_count
 from adapters.task_module import TaskAdapter
 from adapters.training.batching import Batch
 
@@ -79,6 +79,3 @@ class Learner(nn.Module):
         if self.cfg.full_finetune:
             return self.training_parameter_count()
         return kept_parameter_count(self.cfg, self.backbone.dims, self.num_labels)
-
-    def prefix_mlp_parameter_count(self) -> int:
-        return prefix_mlp_parameter_count(self.cfg, self.backbone.dims)
