@@ -14,13 +14,10 @@ class EncodedBatch:
     input_ids: Tensor  # (B, T)
     attention_mask: Tensor  # (B, T)
     token_type_ids: Tensor | None  # (B, T)
-    lengths: list[int]  # tokens per row before truncation
 
     def to(self, device: torch.device | str) -> EncodedBatch:
         tt = self.token_type_ids.to(device) if self.token_type_ids is not None else None
-        return EncodedBatch(
-            self.input_ids.to(device), self.attention_mask.to(device), tt, self.lengths
-        )
+        return EncodedBatch(self.input_ids.to(device), self.attention_mask.to(device), tt)
 
 
 def load_tokenizer(path: Path | str):
@@ -41,8 +38,6 @@ def encode(
     if has_pairs and any(p is None for p in pairs):  # type: ignore[union-attr]
         raise ValueError("either every row has a text pair or none does")
     args = (texts, pairs) if has_pairs else (texts,)
-    full = tokenizer(*args, truncation=False, add_special_tokens=True)
-    lengths = [len(ids) for ids in full["input_ids"]]
     enc = tokenizer(
         *args,
         truncation="longest_first" if has_pairs else True,
@@ -54,5 +49,4 @@ def encode(
         input_ids=enc["input_ids"],
         attention_mask=enc["attention_mask"],
         token_type_ids=enc.get("token_type_ids"),
-        lengths=lengths,
     )
