@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import redis
 from redis.exceptions import RedisError
 
@@ -150,6 +151,14 @@ class ServiceSlot:
     def stop(self) -> None:
         if self.service is not None:
             self.service.stop(signal.SIGTERM, timeout_s=30)
+
+    def with_task(self, backbone: Backbone, task: str) -> str:
+        """The running service's URL after uploading a servable adapter for `task`."""
+        url = self.get().url
+        files = upload_files(*task_artifact(backbone, task))
+        r = httpx.put(f"{url}/adapters", files=files, headers=AUTH)
+        assert r.status_code == 201, r.text
+        return url
 
 
 def redis_store(url: str, prefix: str = DEFAULT_PREFIX) -> AdapterStore:

@@ -24,10 +24,7 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture(scope="module")
 def url(slot, minilm) -> str:
-    url = slot.get().url
-    r = httpx.put(f"{url}/adapters", files=upload_files(*task_artifact(minilm, TASK)), headers=AUTH)
-    assert r.status_code == 201, r.text
-    return url
+    return slot.with_task(minilm, TASK)
 
 
 def predict_raw(url: str, body: bytes, headers: dict | None = None) -> httpx.Response:

@@ -39,10 +39,7 @@ def headers_for(value: str | None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def url(slot, minilm) -> str:
-    url = slot.get().url
-    r = httpx.put(f"{url}/adapters", files=upload_files(*task_artifact(minilm, TASK)), headers=AUTH)
-    assert r.status_code == 201, r.text
-    return url
+    return slot.with_task(minilm, TASK)
 
 
 def writes(minilm) -> list[tuple[str, str, dict]]:
