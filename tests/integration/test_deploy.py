@@ -327,13 +327,11 @@ def test_dockerfile_torch_matches_pyproject_pin() -> None:
 
 def test_start_command_flags_exist() -> None:
     """The image's and the Deployment's `unipelt serve ...` use flags the CLI defines."""
-    if importlib.util.find_spec("adapters.cli") is None:
-        pytest.skip("the unipelt CLI is not present")
     image = json.loads(dict(dockerfile()[1][-1])["CMD"])
     pod = load_yaml(K8S / "deployment.yaml")["spec"]["template"]["spec"]
     for cmd in (image, pod["containers"][0]["command"]):
         assert cmd[:2] == ["unipelt", "serve"]
-        proc = run(sys.executable, "-m", "adapters.cli", "serve", "--help", cwd=ROOT)
+        proc = run(sys.executable, "-m", "cli", "serve", "--help", cwd=ROOT)
         assert_ok(proc)
         for flag in (a for a in cmd if a.startswith("--")):
             assert flag in proc.stdout, f"`unipelt serve` has no {flag} option:\n{proc.stdout}"

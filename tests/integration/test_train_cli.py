@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from adapters.artifact import load_artifact
-from adapters.cli import main
 from adapters.training.demo import NEGATIVE, POSITIVE
+from cli.main import main
 
 pytestmark = pytest.mark.slow
 

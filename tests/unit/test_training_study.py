@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.cli import main
 from adapters.training.defaults import TrainSettings
 from adapters.training.report import markdown, write_report
 from adapters.training.study import RunKey, StudyConfig, run_study
+from cli.main import main
 from tests.unit.test_training_toy import (  # noqa: F401  (one_thread: autouse fixture)
     GOOD,
     NEUTRAL,

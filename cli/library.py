@@ -1,14 +1,13 @@
-"""`unipelt`: train, evaluate and use task adapters; run the low-resource study; serve."""
+"""The library's subcommands: train, eval, predict, study, demo (arguments and handlers)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from adapters.errors import UniPELTError
-
+Handler = Callable[[argparse.Namespace], int]
 GLUE_DIR_ENV = "UNIPELT_GLUE_DIR"
 
 
@@ -106,54 +105,24 @@ def _study_parser(sub) -> None:
     _training_options(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unipelt", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_library_commands(sub) -> None:
+    """Add the subcommands that need only the library (`adapters`)."""
     _train_parser(sub)
     _eval_parser(sub)
     _predict_parser(sub)
     _study_parser(sub)
-    serve_parser = sub.add_parser(
-        "serve", help="start the serving app (settings: UNIPELT_* environment variables)"
-    )
-    serve_parser.add_argument("--host", default=None, help="bind address (UNIPELT_HOST)")
-    serve_parser.add_argument("--port", type=int, default=None, help="port (UNIPELT_PORT)")
     demo = sub.add_parser("demo", help="train a tiny sentiment adapter and predict (smoke test)")
     _common(demo)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def library_handlers() -> dict[str, Handler]:
+    """Subcommand name -> handler; imports the training code (and torch) only when called."""
     from adapters.training import commands
 
-    handlers = {
+    return {
         "train": commands.train,
         "eval": commands.evaluate,
         "predict": commands.predict,
         "study": commands.study,
-        "serve": serve,
         "demo": commands.demo,
     }
-    try:
-        return handlers[args.command](args) or 0
-    except (UniPELTError, FileNotFoundError) as exc:
-        print(f"unipelt {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"unipelt {args.command}: interrupted (no partial artifact written)", file=sys.stderr)
-        return 130
-
-
-def serve(args: argparse.Namespace) -> int:
-    try:
-        from service.main import run
-    except ImportError as exc:
-        print(f"unipelt serve: error: the serving app is not available ({exc})", file=sys.stderr)
-        return 2
-    run(host=args.host, port=args.port)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
