@@ -94,7 +94,7 @@ def load_artifact(directory: Path, backbone: Backbone | None = None) -> Artifact
 def parse_manifest(manifest_bytes: bytes) -> Manifest:
     try:
         data = json.loads(manifest_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # bad JSON or UTF-8, or an integer over Python's digit limit
         raise ArtifactError(f"manifest is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise ArtifactError("manifest is not valid: JSON nested too deeply") from exc
@@ -117,12 +117,34 @@ def parse_artifact(manifest_bytes: bytes, blob: bytes, backbone: Backbone | None
         )
     if backbone is not None:
         check_backbone(manifest, backbone)
+    check_weights_header(blob)
     try:
         raw = load_safetensors(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"weights are not a valid safetensors file: {exc}") from exc
     weights = check_tensors(manifest, raw, backbone)
     return Artifact(manifest=manifest, weights=weights)
+
+
+def check_weights_header(blob: bytes) -> None:
+    """Bound the safetensors header (tensor index and __metadata__) before it is parsed."""
+    if len(blob) < 8:
+        raise ArtifactError("weights are not a valid safetensors file: shorter than 8 bytes")
+    size = int.from_bytes(blob[:8], "little")
+    if size > C.MAX_WEIGHTS_HEADER_BYTES:
+        raise ArtifactError(
+            f"weights are not a valid safetensors file for an adapter: header of {size} bytes "
+            f"(at most {C.MAX_WEIGHTS_HEADER_BYTES})"
+        )
+    try:
+        header = json.loads(blob[8 : 8 + size])
+    except (ValueError, RecursionError):
+        return  # not JSON: the safetensors reader says why
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if metadata is not None and len(json.dumps(metadata)) > C.MAX_WEIGHTS_METADATA_BYTES:
+        raise ArtifactError(
+            f"weights' safetensors __metadata__ exceeds {C.MAX_WEIGHTS_METADATA_BYTES} bytes"
+        )
 
 
 def check_backbone(manifest: Manifest, backbone: Backbone) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from adapters.constants import MAX_LORA_SCALING
 from adapters.errors import ConfigError
 
 NON_LINEARITIES = ("relu", "gelu", "tanh", "swish")
@@ -42,8 +43,13 @@ class MethodConfig:
                 f"sizes too large: lora_r={self.lora_r}, bottleneck={self.bottleneck}, "
                 f"prefix_length={self.prefix_length}"
             )
-        if not isinstance(self.lora_alpha, int | float) or self.lora_alpha <= 0:
+        if not isinstance(self.lora_alpha, int | float) or not self.lora_alpha > 0:
             raise ConfigError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
+        if not self.lora_alpha / self.lora_r <= MAX_LORA_SCALING:  # also refuses inf and NaN
+            raise ConfigError(
+                f"lora_alpha / lora_r = {self.lora_alpha / self.lora_r:g} exceeds the limit "
+                f"of {MAX_LORA_SCALING:g} (a scale that large overflows the forward)"
+            )
         if self.adapter_non_linearity not in NON_LINEARITIES:
             raise ConfigError(
                 f"adapter_non_linearity must be one of {NON_LINEARITIES}, "

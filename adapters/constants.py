@@ -21,6 +21,15 @@ BITFIT_TARGETS = ("q", "k", "v", "attn_out", "ln_attn", "ffn_in", "ffn_out", "ln
 BITFIT_TENSORS = tuple(f"bitfit_{t}" for t in BITFIT_TARGETS)
 
 MAX_LABELS = 1000
+# Bounds on manifest fields: characters per label or metric name, metric count, parameters.
+MAX_LABEL_CHARS = 200
+MAX_METRICS = 100
+MAX_PARAMETERS = 10**12
+# Bounds on the safetensors header (the tensor index plus any __metadata__), in bytes.
+MAX_WEIGHTS_HEADER_BYTES = 1 << 20
+MAX_WEIGHTS_METADATA_BYTES = 64 << 10
+# The largest constant LoRA scale lora_alpha / lora_r an artifact may carry.
+MAX_LORA_SCALING = 1000.0
 
 # Task names: lowercase, safe in URLs, Redis keys and file names.
 TASK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from adapters import constants as C
 from adapters.config import MethodConfig
+
+# A label or metric name: 1..N characters, not only whitespace.
+Label = Annotated[str, StringConstraints(min_length=1, max_length=C.MAX_LABEL_CHARS)]
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=C.MAX_LABEL_CHARS)]
 
 
 class BackboneIdentity(BaseModel):
@@ -38,13 +49,15 @@ class Manifest(BaseModel):
     task: str = Field(pattern=C.TASK_NAME_PATTERN)
     method: dict
     problem_type: Literal["classification", "regression"]
-    label_names: list[str] = Field(default_factory=list, max_length=C.MAX_LABELS)
+    label_names: list[Label] = Field(default_factory=list, max_length=C.MAX_LABELS)
     backbone: BackboneIdentity
     tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    trainable_parameters: int = Field(default=0, ge=0)
+    metrics: dict[MetricName, float] = Field(default_factory=dict, max_length=C.MAX_METRICS)
+    trainable_parameters: int = Field(default=0, ge=0, le=C.MAX_PARAMETERS)
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created_at: str = Field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(), max_length=64
+    )
 
     @field_validator("format_version")
     @classmethod
@@ -53,6 +66,22 @@ class Manifest(BaseModel):
             raise ValueError(
                 f"unsupported format_version {v}; expected {C.ARTIFACT_FORMAT_VERSION}"
             )
+        return v
+
+    @field_validator("label_names", "metrics")
+    @classmethod
+    def _no_blank_names(cls, v: list[str] | dict[str, float]) -> list[str] | dict[str, float]:
+        if any(not name.strip() for name in v):
+            raise ValueError("names must not be empty or only whitespace")
+        return v
+
+    @field_validator("created_at")
+    @classmethod
+    def _iso_datetime(cls, v: str) -> str:
+        try:
+            datetime.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"created_at {v[:64]!r} is not an ISO 8601 date and time") from None
         return v
 
     @field_validator("method")

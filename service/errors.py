@@ -53,6 +53,12 @@ class UnauthorizedError(ServiceError):
     status, kind = 401, "unauthorized"
 
 
+class NonFiniteOutputError(ServiceError):
+    """The adapter gave NaN or Inf for an input: a faulty adapter, never a 200."""
+
+    status, kind = 500, "non_finite_output"
+
+
 class ShuttingDownError(ServiceError):
     status, kind = 503, "shutting_down"
 

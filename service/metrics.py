@@ -12,14 +12,21 @@ OTHER_TASK = "_other"
 
 
 class TaskLabels:
-    """Maps task names to metric labels; after `limit` distinct tasks, new ones become _other."""
+    """Task names to metric labels. Only a task shown to exist gets a label (`add`); after
+    `limit` distinct tasks, new ones share _other. Names never added have no label (`get`)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._seen: set[str] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, task: str) -> str:
+    def get(self, task: str) -> str | None:
+        """The task's label if it has one, else None (never takes a label)."""
+        with self._lock:
+            return task if task in self._seen else None
+
+    def add(self, task: str) -> str:
+        """The label of a task that exists (one served or resolved a request)."""
         with self._lock:
             if task in self._seen:
                 return task
@@ -89,5 +96,11 @@ class Metrics:
         )
         self.uploads = Counter(
             "unipelt_adapter_uploads", "Adapter uploads by result", ["result"], registry=r
+        )
+        self.non_finite_outputs = Counter(
+            "unipelt_non_finite_outputs",
+            "Predict requests refused because the adapter gave NaN or Inf outputs",
+            ["task"],
+            registry=r,
         )
         self.store_up = Gauge("unipelt_store_up", "1 when the adapter store answers", registry=r)

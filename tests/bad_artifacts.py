@@ -60,6 +60,26 @@ def huge_declared_size(manifest: bytes, blob: bytes) -> tuple[bytes, bytes]:
     return _with_checksum(manifest, fake), fake
 
 
+def huge_integer(manifest: bytes, blob: bytes) -> tuple[bytes, bytes]:
+    """An integer of 5,000 digits: over Python's int-from-text limit, so json.loads raises."""
+    data = json.loads(manifest)
+    data["trainable_parameters"] = 0
+    text = json.dumps(data).replace(
+        '"trainable_parameters": 0', '"trainable_parameters": ' + "9" * 5000
+    )
+    return text.encode(), blob
+
+
+def with_metadata(size: int) -> Mutation:
+    """The same tensors, saved with a safetensors __metadata__ string of `size` characters."""
+
+    def apply(manifest: bytes, blob: bytes) -> tuple[bytes, bytes]:
+        new_blob = save_safetensors(load_safetensors(blob), metadata={"note": "x" * size})
+        return _with_checksum(manifest, new_blob), new_blob
+
+    return apply
+
+
 def _nan(tensors: dict) -> None:
     tensors["head_out_w"].view(-1)[0] = float("nan")
 
@@ -99,4 +119,32 @@ BAD_ARTIFACTS: list[tuple[str, Mutation, str]] = [
     ("wrong-shape", replace_tensors(_wrong_shape), "shape"),
     ("nan-weights", replace_tensors(_nan), "NaN"),
     ("int-dtype", replace_tensors(_int_dtype), "dtype"),
+    ("integer-over-4300-digits", huge_integer, "not valid JSON"),
+    ("created-at-not-a-date", tamper_manifest(lambda d: d.update(created_at="soon")), "created_at"),
+    ("20000-metrics", tamper_manifest(lambda d: d.update(metrics=_many_metrics())), "metrics"),
+    ("label-100k-chars", tamper_manifest(lambda d: d["label_names"].append("x" * 10**5)), "label"),
+    ("empty-label", tamper_manifest(lambda d: d["label_names"].append("")), "label"),
+    ("blank-label", tamper_manifest(lambda d: d["label_names"].append("  ")), "whitespace"),
+    ("blank-metric", tamper_manifest(lambda d: d.update(metrics={" ": 1.0})), "whitespace"),
+    (
+        "parameters-10**400",
+        tamper_manifest(lambda d: d.update(trainable_parameters=10**400)),
+        "trainable",
+    ),
+    (
+        "lora-scale-1e20",
+        tamper_manifest(lambda d: d["method"].update(lora_alpha=1.37e21)),
+        "lora_alpha / lora_r",
+    ),
+    (
+        "lora-alpha-nan",
+        tamper_manifest(lambda d: d["method"].update(lora_alpha=float("nan"))),
+        "lora_alpha",
+    ),
+    ("metadata-1mib", with_metadata(2**20), "header"),
+    ("metadata-100kib", with_metadata(100 * 2**10), "__metadata__"),
 ]
+
+
+def _many_metrics() -> dict[str, float]:
+    return {f"m{i}": 0.5 for i in range(20_000)}

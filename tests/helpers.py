@@ -49,8 +49,10 @@ def artifact_bytes(
     backbone: Backbone,
     labels: list[str] | None = None,
     seed: int = 0,
+    text_pair: bool = False,
 ) -> tuple[bytes, bytes]:
     """(manifest JSON, safetensors) of a random task, as an upload would carry them."""
     labels = ["negative", "positive"] if labels is None else labels
     weights = random_task(cfg, backbone, max(len(labels), 1), seed=seed)
-    return serialize(make_manifest(task, cfg, backbone, labels or None), weights)
+    manifest = make_manifest(task, cfg, backbone, labels or None, text_pair=text_pair)
+    return serialize(manifest, weights)

@@ -88,8 +88,9 @@ def _read_jsonl(path: Path) -> list[Record]:
             where = f"{path}:{number}"
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # also an over-long integer
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise DataError(f"{where}: invalid JSON ({msg})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
             missing = [k for k in (TEXT, LABEL) if k not in record]

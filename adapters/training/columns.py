@@ -55,7 +55,7 @@ def _rename_jsonl(path: Path, target: Path, mapping: dict[str, str]) -> None:
         for line in f:
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # the reader reports the line
                 g.write(line)
                 continue
             if not isinstance(record, dict):

@@ -102,7 +102,7 @@ class StudyConfig:
             return False
         try:
             record = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except ValueError:  # a half-written or foreign file: run the cell again
             return False
         same_settings = record.get("settings") == self.settings_for(key).to_dict()
         return same_settings and record.get("dev_size_cap") == self.value("dev_size", key.k)

@@ -32,8 +32,9 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            # Unknown task names never get a label of their own (no cardinality from typos).
-            code = status["code"]
-            task = UNKNOWN_TASK if code == 404 else self.metrics.task_label(match.group(1)[:64])
+            # Only a task shown to exist takes a label: a 200 proves it. Unknown or invalid
+            # names never use up the label budget (no cardinality from typos or probes).
+            code, labels, name = status["code"], self.metrics.task_label, match.group(1)
+            task = labels.add(name) if code == 200 else labels.get(name) or UNKNOWN_TASK
             self.metrics.requests.labels(task=task, status=str(code)).inc()
             self.metrics.request_duration.labels(task=task).observe(time.perf_counter() - started)

@@ -15,8 +15,13 @@ router = APIRouter(tags=["predict"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No adapter is uploaded for this task"},
-    422: {"model": ErrorOut, "description": "Invalid input, or an input over the token limit"},
+    422: {
+        "model": ErrorOut,
+        "description": "Invalid input (empty or blank text, a text pair for a single-text "
+        "task or the reverse), or an input over the token limit",
+    },
     429: {"model": ErrorOut, "description": "Queue full; retry after Retry-After seconds"},
+    500: {"model": ErrorOut, "description": "The adapter gave NaN or Inf (non_finite_output)"},
     503: {"model": ErrorOut, "description": "Adapter store unreachable and adapter not resident"},
 }
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text must not be empty or only whitespace")
+    return text
+
+
+# "" and whitespace-only text are both refused (422): neither carries anything to classify.
+NonEmptyText = Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_blank)]
 
 
 class TextItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, description="The input text.")
-    text_pair: str | None = Field(None, min_length=1, description="Second segment of a pair.")
+    text: NonEmptyText = Field(description="The input text.")
+    text_pair: NonEmptyText | None = Field(None, description="Second segment of a pair.")
 
 
 class PredictRequest(BaseModel):

@@ -14,6 +14,7 @@ from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
 from service.engine.batcher import DynamicBatcher
+from service.engine.checks import check_finite, check_pairing
 from service.engine.pool import AdapterPool
 from service.engine.resolver import AdapterResolver
 from service.engine.runner import BatchRunner, Row, RowResult
@@ -86,9 +87,11 @@ class Engine:
     async def predict(self, task: str, inputs: list[TextInput], want_gates: bool) -> Prediction:
         resident = await asyncio.to_thread(self.resolver.acquire, task)
         try:
+            manifest = resident.artifact.manifest
+            check_pairing(task, [i.text_pair for i in inputs], manifest.tokenizer.text_pair)
             max_length = min(
                 self.settings.max_length,
-                resident.artifact.manifest.tokenizer.max_length,
+                manifest.tokenizer.max_length,
                 self.position_limit,
             )
             encoded = await asyncio.to_thread(self.tokenize, inputs, max_length)
@@ -103,6 +106,7 @@ class Engine:
                 for ids, types in encoded
             ]
             results = await self.batcher.submit(rows)
+            check_finite(task, resident.key[1], results, self.metrics)
         finally:
             self.resolver.release(resident)
         return Prediction(task=task, version=resident.key[1], results=results)

@@ -46,6 +46,7 @@ def two_tasks(client, minilm):
             minilm,
             labels=["sport", "politics", "science"],
             seed=2,
+            text_pair=True,
         ),
     )
     assert a.status_code == 201, a.text

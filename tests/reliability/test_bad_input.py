@@ -19,6 +19,7 @@ from tests.reliability.harness import AUTH, redis_store, task_artifact, upload_f
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TASK = "badinput"
+PAIR_TASK = "badinput-pair"
 JSON = {"content-type": "application/json"}
 
 
@@ -61,6 +62,10 @@ RAW_BODIES = [
     ("empty-in-list", b'{"inputs": ["a", ""]}', 422),
     ("empty-list", b'{"inputs": []}', 422),
     ("empty-pair", b'{"inputs": {"text": "a", "text_pair": ""}}', 422),
+    ("blank-text", b'{"inputs": " "}', 422),
+    ("blank-in-list", b'{"inputs": ["a", "\\n\\t\\r"]}', 422),
+    ("blank-item-text", b'{"inputs": {"text": "\\u00a0 "}}', 422),
+    ("blank-pair", b'{"inputs": {"text": "a", "text_pair": "  "}}', 422),
     ("deep-nesting", b'{"inputs": ' + DEEP + b"}", 400),
 ]
 
@@ -81,8 +86,7 @@ ODD_TEXT = [  # valid, non-empty text: served like any other
     "e\u0301" * 2000,
     "😀 naïve café",
     "日本語",
-    " ",
-    "\n\t\r",
+    " a ",
     "\u0007\u001b[31m",
     "\ue000\uffff\U0010ffff",
     "<script>alert(1)</script>",
@@ -97,30 +101,58 @@ def test_odd_but_valid_text_is_served(url):
     assert len(r.json()["predictions"]) == len(ODD_TEXT)
 
 
-LIMITS = [  # (id, json body, status, error kind)
-    ("too-many-inputs", {"inputs": ["x"] * 65}, 422, "invalid_input"),
-    ("too-many-chars", {"inputs": "a" * 20_001}, 422, "invalid_input"),
+@pytest.fixture(scope="module")
+def pair_url(url, minilm) -> str:
+    """The service with a task that takes text pairs (the same weights, a pair tokenizer)."""
+    manifest, weights = task_artifact(minilm, PAIR_TASK)
+    data = json.loads(manifest)
+    data["tokenizer"]["text_pair"] = True
+    files = upload_files(json.dumps(data).encode(), weights)
+    r = httpx.put(f"{url}/adapters", files=files, headers=AUTH, timeout=60)
+    assert r.status_code == 201, r.text
+    return url
+
+
+PAIR = {"text": "a", "text_pair": "b"}
+LIMITS = [  # (id, task, json body, status, error kind, text in the detail)
+    ("too-many-inputs", TASK, {"inputs": ["x"] * 65}, 422, "invalid_input", "at most"),
+    ("too-many-chars", TASK, {"inputs": "a" * 20_001}, 422, "invalid_input", "characters"),
     (
         "too-many-chars-pair",
+        PAIR_TASK,
         {"inputs": {"text": "a" * 10_000, "text_pair": "b" * 10_001}},
         422,
         "invalid_input",
+        "characters",
     ),
-    ("too-many-tokens", {"inputs": "字" * 300}, 422, "input_too_long"),
+    ("too-many-tokens", TASK, {"inputs": "字" * 300}, 422, "input_too_long", "tokens"),
     (
         "too-many-tokens-pair",
+        PAIR_TASK,
         {"inputs": {"text": "word " * 70, "text_pair": "word " * 70}},
         422,
         "input_too_long",
+        "tokens",
     ),
+    ("pair-to-single-task", TASK, {"inputs": PAIR}, 422, "invalid_input", "single texts"),
+    ("pair-in-list", TASK, {"inputs": ["a", PAIR]}, 422, "invalid_input", "input 1"),
+    ("single-to-pair-task", PAIR_TASK, {"inputs": "a"}, 422, "invalid_input", "text pairs"),
+    ("single-in-list", PAIR_TASK, {"inputs": [PAIR, "a"]}, 422, "invalid_input", "input 1"),
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "status", "kind"), LIMITS, ids=[c[0] for c in LIMITS])
-def test_input_limits(url, case, body, status, kind):
-    r = httpx.post(f"{url}/v1/{TASK}/predict", json=body, timeout=60)
+@pytest.mark.parametrize(
+    ("case", "task", "body", "status", "kind", "detail"), LIMITS, ids=[c[0] for c in LIMITS]
+)
+def test_input_limits(pair_url, case, task, body, status, kind, detail):
+    r = httpx.post(f"{pair_url}/v1/{task}/predict", json=body, timeout=60)
     assert r.status_code == status, r.text[:300]
-    assert r.json()["error"] == kind
+    assert r.json()["error"] == kind and detail in r.json()["detail"], r.text[:300]
+
+
+def test_pairs_are_served_by_a_pair_task(pair_url):
+    r = httpx.post(f"{pair_url}/v1/{PAIR_TASK}/predict", json={"inputs": [PAIR]}, timeout=60)
+    assert r.status_code == 200, r.text[:300]
 
 
 def test_very_large_predict_body_gets_a_4xx_and_the_service_stays_up(url):

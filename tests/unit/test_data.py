@@ -321,6 +321,8 @@ def test_generic_regression(tmp_path) -> None:
         ("a.jsonl", ['{"text": "x", "label": 1}', "{oops"], {}, ":2: invalid JSON"),
         ("a.jsonl", ['{"text": "x"}'], {}, r":1: missing keys \['label'\]"),
         ("a.jsonl", ["[1, 2]"], {}, "JSON object"),
+        ("a.jsonl", ['{"text": "x", "label": ' + "9" * 5000 + "}"], {}, ":1: invalid JSON"),
+        ("a.jsonl", ['{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"], {}, ":1: invalid JSON"),
         ("a.jsonl", ['{"text": "x", "label": null}'], {}, "invalid class label"),
         ("a.txt", ["text,label"], {}, "unsupported file type"),
     ],

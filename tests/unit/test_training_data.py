@@ -49,9 +49,10 @@ def test_renamed_columns_csv_and_jsonl(tmp_path):
     copy = renamed_copy(src, mapping, tmp_path)
     assert copy != src and copy.read_text().splitlines()[0] == "text,label"
     jsonl = tmp_path / "r.jsonl"
-    jsonl.write_text('{"review": "x", "stars": 1}\nnot json\n')
+    huge = '{"review": "y", "stars": ' + "9" * 5000 + "}"  # over the int-from-text limit
+    jsonl.write_text(f'{{"review": "x", "stars": 1}}\nnot json\n{huge}\n')
     lines = renamed_copy(jsonl, mapping, tmp_path).read_text().splitlines()
-    assert json.loads(lines[0]) == {"text": "x", "label": 1} and lines[1] == "not json"
+    assert json.loads(lines[0]) == {"text": "x", "label": 1} and lines[1:] == ["not json", huge]
     with pytest.raises(DataError, match="missing columns"):
         renamed_copy(src, {"nope": "text"}, tmp_path)
 

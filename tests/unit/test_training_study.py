@@ -64,6 +64,15 @@ def test_grid_order_and_per_k_settings(config):
     assert config.settings_for(grid[-1]).seed == 1
 
 
+def test_unreadable_records_count_as_pending(config):
+    key = config.grid()[0]
+    path = config.record_path(key)
+    path.parent.mkdir(parents=True)
+    for text in ("{half", "\udcff", '{"settings": ' + "9" * 5000 + "}"):
+        path.write_text(text, errors="surrogateescape")
+        assert not config.finished(key)
+
+
 def test_study_runs_the_grid_resumes_and_reports(config, tiny_bert):
     done = []
     ran = run_study(config, lambda i, n, r: done.append(r), tiny_bert, toy_tokenizer())
