@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
 from adapters import constants as C
+from adapters.atomic import write_directory
 from adapters.backbone import Backbone
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError, BackboneMismatchError, ConfigError
@@ -65,19 +63,7 @@ def serialize(manifest: Manifest, weights: dict[str, Tensor]) -> tuple[bytes, by
 def save_artifact(directory: Path, manifest: Manifest, weights: dict[str, Tensor]) -> Path:
     """Write the artifact atomically: a reader never sees a half-written directory."""
     manifest_bytes, blob = serialize(manifest, weights)
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        (tmp / C.WEIGHTS_FILE).write_bytes(blob)
-        (tmp / C.MANIFEST_FILE).write_bytes(manifest_bytes)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return write_directory(directory, {C.WEIGHTS_FILE: blob, C.MANIFEST_FILE: manifest_bytes})
 
 
 def load_artifact(directory: Path, backbone: Backbone | None = None) -> Artifact:

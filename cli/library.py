@@ -15,7 +15,7 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def _names(text: str) -> list[str]:
+def names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
@@ -51,7 +51,7 @@ def _train_parser(sub) -> None:
     data.add_argument("--dev-file")
     data.add_argument("--test-file")
     _columns(data)
-    data.add_argument("--labels", type=_names, help="class names in id order (comma-separated)")
+    data.add_argument("--labels", type=names, help="class names in id order (comma-separated)")
     data.add_argument("--regression", action="store_true")
     data.add_argument("--k", type=int, default=None, help="training examples (default: all)")
     data.add_argument("--dev-size", type=int, default=1000, help="held-out dev examples")
@@ -91,9 +91,9 @@ def _predict_parser(sub) -> None:
 def _study_parser(sub) -> None:
     p = sub.add_parser("study", help="run the low-resource grid and write the report")
     _common(p)
-    p.add_argument("--tasks", type=_names, default=_names("sst2,rte,mrpc,cola,stsb"))
+    p.add_argument("--tasks", type=names, default=names("sst2,rte,mrpc,cola,stsb"))
     p.add_argument("--k", type=_ints, default=[100, 1000])
-    p.add_argument("--methods", type=_names, default=_names("ft,bitfit,a,p,l,ap,apl,apl-nogate"))
+    p.add_argument("--methods", type=names, default=names("ft,bitfit,a,p,l,ap,apl,apl-nogate"))
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     p.add_argument("--data-dir", default=os.environ.get(GLUE_DIR_ENV))
     p.add_argument("--out", type=Path, default=Path("docs/results"))

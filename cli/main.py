@@ -7,6 +7,7 @@ import sys
 
 from adapters.errors import UniPELTError
 from cli.library import Handler, add_library_commands, library_handlers
+from cli.peft import add_peft_commands, peft_handlers
 from cli.serve import add_serve_command, serve
 
 
@@ -14,12 +15,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unipelt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_library_commands(sub)
+    add_peft_commands(sub)
     add_serve_command(sub)
     return parser
 
 
 def handlers() -> dict[str, Handler]:
-    return {**library_handlers(), "serve": serve}
+    return {**library_handlers(), **peft_handlers(), "serve": serve}
 
 
 def main(argv: list[str] | None = None) -> int:

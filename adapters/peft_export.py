@@ -1,0 +1,59 @@
+"""Write a LoRA-only task artifact as a PEFT adapter directory (`PeftModel.from_pretrained`).
+
+The base model is `AutoModelForSequenceClassification` on the same backbone with
+`num_labels` outputs (1 for regression); the head travels in `modules_to_save`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import save as save_safetensors
+from torch import Tensor
+
+from adapters import peft_layout as P
+from adapters.artifact import Artifact
+from adapters.atomic import write_directory
+from adapters.backbone import Backbone
+from adapters.errors import ArtifactError
+
+
+def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
+    """(adapter_config.json bytes, adapter_model.safetensors bytes) for a LoRA-only task."""
+    cfg = artifact.config
+    if not cfg.lora or cfg.prefix or cfg.adapter or cfg.bitfit or cfg.uses_gates:
+        raise ArtifactError(
+            f"only LoRA-only tasks without gates can be written as PEFT LoRA; "
+            f"task {artifact.manifest.task!r} uses {cfg.name}"
+        )
+    if artifact.manifest.backbone.fingerprint != backbone.fingerprint:
+        raise ArtifactError("the artifact was trained on another backbone than the one given")
+    layout = P.head_layout(backbone.config.model_type)
+    w = artifact.weights
+    tensors: dict[str, Tensor] = {}
+    for layer in range(backbone.dims.layers):
+        for proj, ours in P.PROJ.items():
+            for part in "AB":
+                key = P.lora_key(layout.base, layer, proj, part)
+                tensors[key] = w[f"lora_{ours}_{part}"][layer].t()
+    for ours, key in layout.keys().items():
+        tensors[key] = w[ours].t() if ours.endswith("_w") else w[ours]
+    manifest = artifact.manifest
+    metadata = {
+        "format": "pt",
+        P.META_FINGERPRINT: backbone.fingerprint,
+        P.META_LABELS: json.dumps(manifest.label_names),
+        P.META_TEXT_PAIR: json.dumps(manifest.tokenizer.text_pair),
+        P.META_MAX_LENGTH: json.dumps(manifest.tokenizer.max_length),
+    }
+    blob = save_safetensors({k: v.contiguous() for k, v in tensors.items()}, metadata)
+    base = str(backbone.path) if Path(backbone.path).is_dir() else backbone.name
+    config = P.peft_config(cfg.lora_r, cfg.lora_alpha, base, layout)
+    return json.dumps(config, indent=2).encode(), blob
+
+
+def export_peft(artifact: Artifact, backbone: Backbone, directory: Path) -> Path:
+    """Write the PEFT directory atomically: a reader never sees a half-written one."""
+    config, blob = peft_files(artifact, backbone)
+    return write_directory(directory, {P.WEIGHTS_FILE: blob, P.CONFIG_FILE: config})

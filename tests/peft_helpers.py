@@ -1,0 +1,72 @@
+"""Real PEFT LoRA sequence-classification adapters with non-trivial weights, saved by PEFT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+def base_classifier(base_path: Path | str, num_labels: int, seed: int = 0):
+    """`AutoModelForSequenceClassification` on the backbone directory (head: random)."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_pretrained(
+        str(base_path), num_labels=num_labels, local_files_only=True, attn_implementation="sdpa"
+    ).eval()
+
+
+def make_peft_adapter(
+    base_path: Path | str,
+    out_dir: Path,
+    num_labels: int = 3,
+    seed: int = 0,
+    lora_std: float = 0.5,
+    **lora: object,
+):
+    """Save a LoRA adapter whose LoRA and head weights are all random; return the PeftModel."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    options = {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"], **lora}
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, lora_dropout=0.0, **options)
+    model = get_peft_model(base_classifier(base_path, num_labels, seed), config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:  # LoRA A/B (large enough to matter) and the head copy
+                p.copy_(torch.randn_like(p) * (lora_std if "lora_" in name else 0.2))
+    model.save_pretrained(str(out_dir))
+    return model.eval()
+
+
+def load_peft(base_path: Path | str, peft_dir: Path, num_labels: int):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_classifier(base_path, num_labels), str(peft_dir)).eval()
+
+
+def peft_logits(model, ids: Tensor, mask: Tensor, types: Tensor | None) -> Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+
+
+def saved_encoder(backbone, directory: Path) -> Path:
+    """Save a test backbone's encoder so transformers (and PEFT) can load it by path."""
+    backbone.model.save_pretrained(str(directory))
+    return directory
+
+
+def lora_effect(model, ids: Tensor, mask: Tensor, types: Tensor | None) -> float:
+    """Largest logit change the LoRA weights make (B zeroed for the comparison, then restored)."""
+    with_lora = peft_logits(model, ids, mask, types)
+    saved = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in saved:
+                p.zero_()
+        without = peft_logits(model, ids, mask, types)
+        for n, p in model.named_parameters():
+            if n in saved:
+                p.copy_(saved[n])
+    return float((with_lora - without).abs().max())
