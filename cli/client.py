@@ -1,0 +1,98 @@
+"""`unipelt push / ls / rollback` and `unipelt predict --url`: use a running service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cli.http import TOKEN_ENV, URL_ENV, Client
+from cli.library import Handler
+
+
+def _remote(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV),
+        required=required and not os.environ.get(URL_ENV),
+        help=f"service URL (or {URL_ENV})",
+    )
+    p.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
+
+
+def add_client_commands(sub) -> None:
+    p = sub.add_parser("push", help="check an artifact locally, upload it, print its version")
+    p.add_argument("artifact", type=Path, help="artifact directory (manifest.json + weights)")
+    _remote(p)
+    p = sub.add_parser("ls", help="list a service's tasks and their live versions")
+    _remote(p)
+    p = sub.add_parser("rollback", help="make an earlier version of a task live")
+    p.add_argument("task")
+    p.add_argument("--version", type=int, default=None, help="default: the one before live")
+    _remote(p)
+
+
+def add_remote_predict_options(p: argparse.ArgumentParser) -> None:
+    """`predict --url URL TASK TEXT...` asks a service instead of loading an artifact."""
+    remote = p.add_argument_group("remote: with --url the first argument is a task name")
+    remote.add_argument("--url", default=None, help="service URL")
+    remote.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
+
+
+def push(args: argparse.Namespace) -> int:
+    from adapters.artifact import load_artifact
+    from adapters.constants import MANIFEST_FILE, WEIGHTS_FILE
+
+    load_artifact(args.artifact)  # checksum, manifest, tensor names and shapes, values
+    files = {
+        "manifest": (MANIFEST_FILE, (args.artifact / MANIFEST_FILE).read_bytes()),
+        "weights": (WEIGHTS_FILE, (args.artifact / WEIGHTS_FILE).read_bytes()),
+    }
+    info = Client(args.url, args.token).call("PUT", "/adapters", files=files)
+    live = "live" if info.get("live") else "not live: a newer upload won"
+    print(f"{info['task']}: version {info['version']} ({live}), sha256 {info['sha256'][:12]}")
+    return 0
+
+
+def ls(args: argparse.Namespace) -> int:
+    tasks = Client(args.url, args.token).call("GET", "/adapters")
+    width = max([len(t["task"]) for t in tasks] + [4])
+    print(f"{'TASK':<{width}}  LIVE")
+    for t in sorted(tasks, key=lambda t: t["task"]):
+        live = t["live_version"] if t["live_version"] is not None else "-"
+        print(f"{t['task']:<{width}}  {live}")
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    body = {} if args.version is None else {"version": args.version}
+    info = Client(args.url, args.token).call("POST", f"/adapters/{args.task}/rollback", json=body)
+    print(f"{info['task']}: version {info['version']} is live")
+    return 0
+
+
+def remote_predict(args: argparse.Namespace) -> int:
+    from adapters.postprocess import RowPrediction
+    from adapters.training.commands import format_prediction, stdin_rows
+
+    task = str(args.artifact)
+    texts, pairs = (args.texts, args.pair) if args.texts else stdin_rows()
+    if not texts:
+        raise SystemExit("unipelt predict: error: no texts given (as arguments or on stdin)")
+    if pairs is not None and len(pairs) != len(texts):
+        raise SystemExit(f"unipelt predict: error: {len(texts)} texts but {len(pairs)} --pair")
+    inputs = [
+        {"text": t, "text_pair": p} if p is not None else t
+        for t, p in zip(texts, pairs or [None] * len(texts))
+    ]
+    client = Client(args.url, args.token)
+    answer = client.call("POST", f"/v1/{task}/predict", json={"inputs": inputs})
+    print(f"{answer['task']} version {answer['version']}", file=sys.stderr)
+    for row in answer["predictions"]:
+        print(format_prediction(RowPrediction(row["label"], row["scores"] or {}, row["value"])))
+    return 0
+
+
+def client_handlers() -> dict[str, Handler]:
+    return {"push": push, "ls": ls, "rollback": rollback}

@@ -1,0 +1,115 @@
+"""`unipelt push / ls / rollback / predict --url` against the real service (uvicorn + Redis),
+and a PEFT adapter served with PeftModel's own logits."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import torch
+
+from adapters.artifact import save_artifact
+from adapters.backbone import packaged_backbone_path
+from adapters.config import MethodConfig
+from adapters.peft_import import ImportOptions, import_peft, read_peft_dir
+from adapters.tokenization import encode, load_tokenizer
+from cli.main import main
+from tests.helpers import make_manifest, random_task
+from tests.peft_helpers import make_peft_adapter, peft_logits
+from tests.service_process import free_port, start_service
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+TOKEN = "s3cret-token-value"
+L = MethodConfig.preset("l")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    running = start_service(tmp_path_factory.mktemp("svc"), {"UNIPELT_API_TOKEN": TOKEN})
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `unipelt ...` in-process; (exit code, stdout, stderr)."""
+    monkeypatch.setenv("UNIPELT_API_TOKEN", TOKEN)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def artifact_dir(tmp_path, minilm, name: str, seed: int):
+    labels = ["negative", "positive"]
+    manifest = make_manifest(name, L, minilm, labels)
+    return save_artifact(tmp_path / f"{name}-{seed}", manifest, random_task(L, minilm, 2, seed))
+
+
+def test_push_ls_rollback_and_remote_predict(service, cli, tmp_path, minilm):
+    url = ("--url", service.url)
+    for seed, version in ((1, 1), (2, 2)):
+        code, out, err = cli("push", str(artifact_dir(tmp_path, minilm, "movies", seed)), *url)
+        assert (code, err) == (0, "") and out.startswith(f"movies: version {version} (live)")
+    code, out, _ = cli("ls", *url)
+    assert code == 0 and out.splitlines() == ["TASK    LIVE", "movies  2"]
+    assert cli("rollback", "movies", *url)[1] == "movies: version 1 is live\n"
+    assert cli("rollback", "movies", "--version", "2", *url)[1] == "movies: version 2 is live\n"
+    code, out, err = cli("predict", *url, "movies", "a fine film", "awful")
+    rows = out.splitlines()
+    assert code == 0 and err == "movies version 2\n" and len(rows) == 2
+    label, scores = rows[0].split("\t")
+    assert label in ("negative", "positive") and scores.startswith("negative=")
+
+
+def test_errors_are_one_line_with_a_nonzero_exit_and_no_token(service, cli, tmp_path, minilm):
+    path = artifact_dir(tmp_path, minilm, "errs", 3)
+    code, out, err = cli("push", str(path), "--url", service.url, "--token", "wrong-token")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "HTTP 401" in err
+    assert "wrong-token" not in err
+    code, _, err = cli("rollback", "nope", "--url", service.url)
+    assert code == 1 and "HTTP 404" in err and err.count("\n") == 1
+    code, _, err = cli("ls", "--url", f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and err.startswith("unipelt ls: error: cannot reach") and err.count("\n") == 1
+    assert TOKEN not in err
+
+
+def test_push_checks_the_artifact_before_uploading(service, cli, tmp_path, minilm):
+    path = artifact_dir(tmp_path, minilm, "local-check", 4)
+    blob = path / "adapter.safetensors"
+    blob.write_bytes(blob.read_bytes()[:-8] + b"\0" * 8)  # a flipped tail: checksum fails
+    code, _, err = cli("push", str(path), "--url", service.url)
+    assert code == 2 and "sha256" in err
+    assert "local-check" not in cli("ls", "--url", service.url)[1]  # nothing was sent
+
+
+@pytest.mark.parametrize("num_labels", [3, 1], ids=["classification", "regression"])
+def test_served_peft_adapter_equals_peft_forward(service, cli, tmp_path, minilm, num_labels):
+    base = packaged_backbone_path()
+    model = make_peft_adapter(base, tmp_path / "peft", num_labels=num_labels, lora_std=0.05)
+    labels = ["a", "b", "c"] if num_labels == 3 else None
+    options = ImportOptions(task=f"peft-{num_labels}", labels=labels)
+    manifest, weights = import_peft(*read_peft_dir(tmp_path / "peft"), minilm, options)
+    assert (
+        cli("push", str(save_artifact(tmp_path / "art", manifest, weights)), "--url", service.url)[
+            0
+        ]
+        == 0
+    )
+    texts = ["a gripping, beautifully acted film", "dull and far too long", "fine"]
+    served = httpx.post(
+        f"{service.url}/v1/peft-{num_labels}/predict", json={"inputs": texts}, timeout=60
+    ).json()["predictions"]
+    batch = encode(load_tokenizer(minilm.path), texts)
+    reference = peft_logits(model, batch.input_ids, batch.attention_mask, batch.token_type_ids)
+    if num_labels == 1:
+        got = torch.tensor([[row["value"]] for row in served])
+        assert (got - reference).abs().max() < 1e-4
+    else:
+        got = torch.tensor([[row["scores"][n] for n in labels] for row in served])
+        # probabilities from equal logits; compare the logits back (up to the softmax shift)
+        log_got = got.log() - got.log()[:, :1]
+        log_ref = reference - reference[:, :1]
+        assert (log_got - log_ref).abs().max() < 1e-4
