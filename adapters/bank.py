@@ -135,12 +135,16 @@ class TaskBank:
         sizes: BankSizes,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        lazy: bool = False,
     ) -> TaskBank:
-        """An all-zero pool of `slots` slots."""
+        """An all-zero pool of `slots` slots. `lazy`: leave the memory unwritten (`write`
+        zeroes a slot before filling it, and a batch only reads written slots), so on a CPU
+        the pages are committed only as slots fill."""
+        new = torch.empty if lazy else torch.zeros
         tensors = {}
         for name, shape in bank_shapes(dims, sizes).items():
             full = (shape[0], slots, *shape[1:]) if is_layer_tensor(name) else (slots, *shape)
-            tensors[name] = torch.zeros(full, device=device, dtype=dtype)
+            tensors[name] = new(full, device=device, dtype=dtype)
         return cls(tensors, SlotMeta.empty(slots, device))
 
     @classmethod

@@ -13,6 +13,8 @@ from adapters.bank import BankSizes, TaskBank
 from bench.report import fmt
 from bench.tasks import TaskSet
 from bench.timing import median, percentile
+from service.engine.host_cache import HostCache
+from service.engine.loader import AdapterLoader
 from service.engine.pool import AdapterPool
 from service.engine.resolver import AdapterResolver
 from service.metrics import Metrics
@@ -20,8 +22,6 @@ from service.store.adapter_store import AdapterStore
 from service.store.blobs import RedisBlobStore
 from service.store.embedded import start_embedded_redis
 from service.store.factory import make_client
-
-POOL_BYTES = 512 * 2**20
 
 
 def measure_cold_load(tasks: TaskSet, n_tasks: int, passes: int, slots: int = 4) -> dict:
@@ -41,8 +41,10 @@ def _measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, url: str) ->
         store.publish(name, *tasks.artifact(i, name))
     backbone = tasks.backbone
     bank = TaskBank.allocate(slots, backbone.dims, BankSizes())  # the service's default limits
-    pool = AdapterPool(bank, POOL_BYTES)
-    resolver = AdapterResolver(store, pool, backbone, Metrics(), ttl_s=60.0)
+    pool = AdapterPool(bank)
+    metrics = Metrics()
+    loader = AdapterLoader(store, pool, HostCache(0), backbone, metrics)  # no host tier
+    resolver = AdapterResolver(store, loader, metrics, ttl_s=60.0)
     first, later, hits = [], [], 0
     for p in range(passes):
         for name in names:

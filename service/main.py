@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
         if model is None:
             model = await asyncio.to_thread(load_backbone, settings.backbone, settings.device)
         engine = Engine(settings, model, store, metrics)
-        subscription = store.subscribe(engine.resolver.on_event)
+        subscription = store.subscribe(engine.warmer.on_event)
         # Blobs of uploads a crash interrupted: collected in the background, best effort.
         threading.Thread(target=_collect_orphans, args=(store,), daemon=True).start()
         engine.start()

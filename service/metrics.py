@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LOAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 OTHER_TASK = "_other"
 
@@ -41,6 +42,7 @@ class Metrics:
 
     def __init__(self, max_task_labels: int = 50) -> None:
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes
         self.task_label = TaskLabels(max_task_labels)
         self.requests = Counter(
             "unipelt_requests",
@@ -92,6 +94,31 @@ class Metrics:
             "unipelt_adapter_load_seconds",
             "Time from a cache miss to a servable adapter",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.adapter_load_by_source = Histogram(
+            "unipelt_adapter_load_source_seconds",
+            "Time from a bank miss to a servable adapter, by where it came from (host or store)",
+            ["source"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self.host_adapters = Gauge(
+            "unipelt_host_adapters", "Validated adapters held in the host tier", registry=r
+        )
+        self.host_bytes = Gauge(
+            "unipelt_host_adapter_bytes", "Bytes of adapters held in the host tier", registry=r
+        )
+        self.pool_slots = Gauge("unipelt_pool_slots", "Slots of the device bank", registry=r)
+        self.warm_loads = Counter(
+            "unipelt_warm_loads",
+            "Background loads of newly live versions, by result",
+            ["result"],
+            registry=r,
+        )
+        self.forward_cpu = Counter(
+            "unipelt_forward_cpu_seconds",
+            "CPU time of the forward thread (all of the forward's CPU with one torch thread)",
             registry=r,
         )
         self.uploads = Counter(

@@ -36,8 +36,14 @@ class Settings(BaseSettings):
     max_length: int = Field(128, ge=8, le=8192)  # tokens per input
     truncate: bool = False  # False: over-long inputs get 422; True: truncated
 
-    pool_slots: int = Field(64, ge=1)
-    pool_max_bytes: int = Field(512 * 2**20, ge=1)
+    # The device bank: as many slots as pool_max_bytes holds at the largest allowed sizes
+    # (pool_slots caps it). CPU pages are touched only as slots fill.
+    pool_max_bytes: int = Field(4 * 2**30, ge=1)
+    pool_slots: int | None = Field(None, ge=1)
+    # Host tier: validated adapters kept in host memory between the bank and the store.
+    host_cache_bytes: int = Field(1 * 2**30, ge=0)
+    # Background loads of new versions of tasks this replica holds (0 turns them off).
+    warm_queue: int = Field(16, ge=0)
     pool_max_lora_rank: int = Field(16, ge=1)
     pool_max_bottleneck: int = Field(96, ge=1)
     pool_max_prefix_length: int = Field(32, ge=1)

@@ -117,6 +117,7 @@ async def get_adapter(task: TaskName, engine: EngineDep) -> TaskOut:
             versions=[version_out(v, live) for v in versions],
             label_names=current.manifest.get("label_names") or [],
             problem_type=current.manifest.get("problem_type"),
+            resident_versions=engine.pool.resident_versions(task),
         )
 
     return await asyncio.to_thread(read)

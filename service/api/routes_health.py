@@ -25,7 +25,9 @@ async def readyz(request: Request) -> JSONResponse:
     engine.metrics.store_up.set(1 if store_ok else 0)
     if not store_ok:
         return JSONResponse({"ready": False, "reason": "store unreachable"}, status_code=503)
-    return JSONResponse({"ready": True, "backbone": engine.backbone.name})
+    return JSONResponse(
+        {"ready": True, "backbone": engine.backbone.name, "pool": engine.pool_status()}
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)

@@ -72,6 +72,9 @@ class TaskOut(BaseModel):
     versions: list[VersionOut]
     label_names: list[str] = Field(default_factory=list)
     problem_type: str | None = None
+    resident_versions: list[int] = Field(
+        default_factory=list, description="Versions the answering replica holds in its bank."
+    )
 
 
 class TaskSummary(BaseModel):

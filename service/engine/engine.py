@@ -15,9 +15,13 @@ from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
 from service.engine.batcher import DynamicBatcher
 from service.engine.checks import check_finite, check_pairing
+from service.engine.host_cache import HostCache
+from service.engine.loader import AdapterLoader
 from service.engine.pool import AdapterPool
 from service.engine.resolver import AdapterResolver
 from service.engine.runner import BatchRunner, Row, RowResult
+from service.engine.sizing import plan_pool
+from service.engine.warmer import Warmer
 from service.errors import (
     AdapterTooLargeError,
     InputTooLongError,
@@ -59,10 +63,24 @@ class Engine:
             prefix_length=settings.pool_max_prefix_length,
             num_labels=settings.pool_max_labels,
         )
-        self.bank = TaskBank.allocate(settings.pool_slots, backbone.dims, self.sizes, self.device)
-        self.pool = AdapterPool(self.bank, settings.pool_max_bytes, on_evict=self._evicted)
-        self.resolver = AdapterResolver(
-            store, self.pool, backbone, metrics, settings.live_cache_ttl_s
+        self.plan = plan_pool(
+            settings.pool_max_bytes, backbone.dims, self.sizes, max_slots=settings.pool_slots
+        )
+        self.bank = TaskBank.allocate(
+            self.plan.slots, backbone.dims, self.sizes, self.device, lazy=True
+        )
+        self.pool = AdapterPool(self.bank, on_evict=self._evicted)
+        self.host_cache = HostCache(settings.host_cache_bytes, pin=self.device.type == "cuda")
+        self.loader = AdapterLoader(store, self.pool, self.host_cache, backbone, metrics)
+        self.resolver = AdapterResolver(store, self.loader, metrics, settings.live_cache_ttl_s)
+        self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
+        metrics.pool_slots.set(self.plan.slots)
+        log.info(
+            "adapter pool: %d slots of %d bytes (UNIPELT_POOL_MAX_BYTES=%d); host tier %d bytes",
+            self.plan.slots,
+            self.plan.slot_bytes,
+            self.plan.budget,
+            settings.host_cache_bytes,
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.runner = BatchRunner(self.model, self.bank, pad, self.device)
@@ -79,15 +97,29 @@ class Engine:
 
     def start(self) -> None:
         self.batcher.start()
+        self.warmer.start()
 
     async def stop(self) -> None:
+        self.warmer.stop()
         await self.batcher.drain_and_stop()
+
+    def pool_status(self) -> dict:
+        """The bank plan and what the tiers hold now (for /readyz)."""
+        return {
+            **self.plan.describe(),
+            "resident": len(self.pool),
+            "host_adapters": len(self.host_cache),
+            "host_bytes": self.host_cache.nbytes,
+            "host_budget_bytes": self.host_cache.max_bytes,
+        }
 
     # ---- predict -------------------------------------------------------------------------
     async def predict(self, task: str, inputs: list[TextInput], want_gates: bool) -> Prediction:
-        resident = await asyncio.to_thread(self.resolver.acquire, task)
+        resident = self.resolver.acquire_cached(task)  # a hit needs no thread hop
+        if resident is None:
+            resident = await asyncio.to_thread(self.resolver.acquire, task)
         try:
-            manifest = resident.artifact.manifest
+            manifest = resident.manifest
             check_pairing(task, [i.text_pair for i in inputs], manifest.tokenizer.text_pair)
             max_length = min(
                 self.settings.max_length,
@@ -171,8 +203,7 @@ class Engine:
                     f"{name}={value} exceeds this server's limit of {limit} "
                     f"(UNIPELT_POOL_MAX_{name.upper().replace('_R', '_RANK')})"
                 )
-        if artifact.nbytes > self.settings.pool_max_bytes:
-            raise AdapterTooLargeError("adapter is larger than the whole adapter pool budget")
+        # Within these limits an adapter fits a slot by construction (`sizing.plan_pool`).
 
     @torch.inference_mode()
     def canary(self, artifact: Artifact) -> None:
@@ -197,10 +228,15 @@ class Engine:
         info = await asyncio.to_thread(
             self.store.publish, artifact.manifest.task, manifest_bytes, weights
         )
+        # Keep what was just validated: when this replica holds the task, the first request
+        # after the swap is a hit, with no fetch or parse.
+        await asyncio.to_thread(
+            self.loader.preload, (info.task, info.version), artifact.manifest, artifact.weights
+        )
         # Forget the cached live version at once; every replica also hears the store's events.
         self.resolver.on_event({"event": "published", "task": info.task, "version": info.version})
         return info
 
     def _evicted(self, resident) -> None:
         self.metrics.cache_evictions.inc()
-        log.info("evicted adapter %s v%s from slot %s", *resident.key, resident.slot)
+        log.debug("evicted adapter %s v%s from slot %s", *resident.key, resident.slot)

@@ -1,4 +1,9 @@
-"""A fixed pool of adapter slots with LRU eviction under a byte budget, and pinning."""
+"""The device tier: a fixed set of bank slots with LRU eviction, and pinning.
+
+Every slot has the same size (the largest adapter the server accepts), so the slot count,
+derived from a byte budget at startup (`sizing.plan_pool`), is the only bound. A resident
+keeps the manifest and config only: its weights live in the bank, nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adapters.artifact import Artifact
+from torch import Tensor
+
 from adapters.bank import TaskBank
+from adapters.config import MethodConfig
+from adapters.manifest import Manifest
 
 AdapterKey = tuple[str, int]  # (task, version)
 
@@ -19,43 +27,51 @@ class Resident:
 
     key: AdapterKey
     slot: int
-    artifact: Artifact
-    nbytes: int
+    manifest: Manifest
+    config: MethodConfig
+    nbytes: int  # the adapter's own tensor bytes (the slot itself is always slot-sized)
     refs: int = 0
     retired: bool = False  # a newer version went live: free as soon as refs drop to 0
     label_names: list[str] = field(default_factory=list)
 
 
 class PoolFullError(RuntimeError):
-    """Every slot is pinned by in-flight requests (or the adapter exceeds the byte budget)."""
+    """Every slot is pinned by in-flight requests."""
 
 
 class AdapterPool:
     """Owns the bank. Lookups pin; eviction only takes unpinned residents, least recent first."""
 
-    def __init__(
-        self,
-        bank: TaskBank,
-        max_bytes: int,
-        on_evict: Callable[[Resident], None] | None = None,
-    ) -> None:
+    def __init__(self, bank: TaskBank, on_evict: Callable[[Resident], None] | None = None) -> None:
         self.bank = bank
-        self.max_bytes = max_bytes
         self.on_evict = on_evict
         self._lru: OrderedDict[AdapterKey, Resident] = OrderedDict()
         self._free = list(range(bank.slots))[::-1]
         self._lock = threading.Lock()
 
     @property
+    def slots(self) -> int:
+        return self.bank.slots
+
+    @property
     def resident_bytes(self) -> int:
-        return sum(r.nbytes for r in self._lru.values())
+        with self._lock:
+            return sum(r.nbytes for r in self._lru.values())
 
     def __len__(self) -> int:
         return len(self._lru)
 
+    def __contains__(self, key: AdapterKey) -> bool:
+        return key in self._lru
+
     def keys(self) -> list[AdapterKey]:
         with self._lock:
             return list(self._lru)
+
+    def resident_versions(self, task: str) -> list[int]:
+        """Versions of `task` held in a slot (the live one, plus retiring ones still in use)."""
+        with self._lock:
+            return sorted(v for t, v in self._lru if t == task)
 
     def acquire(self, key: AdapterKey) -> Resident | None:
         """Pin and return the resident adapter for `key`, or None on a miss."""
@@ -68,34 +84,49 @@ class AdapterPool:
             resident.refs += 1
             return resident
 
-    def insert(self, key: AdapterKey, artifact: Artifact) -> Resident:
-        """Write `artifact` into a slot (evicting if needed) and return it pinned."""
-        nbytes = artifact.nbytes
-        if nbytes > self.max_bytes:
-            raise PoolFullError(
-                f"adapter needs {nbytes} bytes, the pool budget is {self.max_bytes}"
-            )
+    def insert(
+        self, key: AdapterKey, manifest: Manifest, weights: dict[str, Tensor], pin: bool = True
+    ) -> Resident:
+        """Write the adapter into a slot (evicting if needed); pinned unless `pin` is False.
+
+        The slot write runs outside the lock: the slot is off the free list and in no LRU
+        entry, so no batch reads it and no other insert takes it meanwhile."""
         with self._lock:
-            existing = self._lru.get(key)
-            if existing is not None:  # loaded meanwhile by another request
-                existing.refs += 1
-                existing.retired = False
-                self._lru.move_to_end(key)
+            existing = self._pin_existing(key, pin)
+            if existing is not None:
                 return existing
-            self._make_room(nbytes)
-            slot = self._free.pop()
-            # The slot is free, so no batch reads it while we write.
-            self.bank.write(slot, artifact.config, artifact.weights)
-            resident = Resident(
-                key=key,
-                slot=slot,
-                artifact=artifact,
-                nbytes=nbytes,
-                refs=1,
-                label_names=list(artifact.manifest.label_names),
-            )
+            slot = self._take_slot()
+        config = manifest.method_config
+        try:
+            self.bank.write(slot, config, weights)
+        except BaseException:
+            with self._lock:
+                self._free.append(slot)
+            raise
+        resident = Resident(
+            key=key,
+            slot=slot,
+            manifest=manifest,
+            config=config,
+            nbytes=sum(t.numel() * t.element_size() for t in weights.values()),
+            refs=1 if pin else 0,
+            label_names=list(manifest.label_names),
+        )
+        with self._lock:
+            existing = self._pin_existing(key, pin)
+            if existing is not None:  # inserted by someone else while we wrote: keep theirs
+                self._free.append(slot)
+                return existing
             self._lru[key] = resident
-            return resident
+        return resident
+
+    def _pin_existing(self, key: AdapterKey, pin: bool) -> Resident | None:
+        existing = self._lru.get(key)
+        if existing is not None:
+            existing.refs += 1 if pin else 0
+            existing.retired = False
+            self._lru.move_to_end(key)
+        return existing
 
     def release(self, resident: Resident) -> None:
         with self._lock:
@@ -113,17 +144,19 @@ class AdapterPool:
                 if resident.refs <= 0:
                     self._drop(resident)
 
-    def _make_room(self, nbytes: int) -> None:
-        while not self._free or self.resident_bytes + nbytes > self.max_bytes:
+    def _take_slot(self) -> int:
+        while not self._free:
             victim = next((r for r in self._lru.values() if r.refs <= 0), None)
             if victim is None:
                 raise PoolFullError("every adapter slot is in use by in-flight requests")
             self._drop(victim)
+        return self._free.pop()
 
     def _drop(self, resident: Resident) -> None:
         if self._lru.pop(resident.key, None) is None:
             return
-        self.bank.clear(resident.slot)
+        # No request pins it and it is off the LRU: its slot is rewritten in full by the next
+        # insert (bank.write zeroes what the new adapter does not use), so no clear here.
         self._free.append(resident.slot)
         if self.on_evict is not None:
             self.on_evict(resident)

@@ -6,9 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from adapters.artifact import parse_artifact
-from adapters.backbone import Backbone
-from service.engine.pool import AdapterPool, Resident
+from service.engine.loader import AdapterLoader
+from service.engine.pool import Resident
 from service.errors import UnknownTaskError
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
@@ -27,16 +26,14 @@ class AdapterResolver:
     def __init__(
         self,
         store: AdapterStore,
-        pool: AdapterPool,
-        backbone: Backbone,
+        loader: AdapterLoader,
         metrics: Metrics,
         ttl_s: float,
     ) -> None:
-        self.store, self.pool, self.backbone, self.metrics = store, pool, backbone, metrics
+        self.store, self.loader, self.pool, self.metrics = store, loader, loader.pool, metrics
         self.ttl_s = ttl_s
         self._live: dict[str, LiveEntry] = {}
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._refreshing: set[str] = set()
 
     def live_version(self, task: str) -> int:
@@ -98,30 +95,20 @@ class AdapterResolver:
 
     def acquire(self, task: str) -> Resident:
         """A pinned resident adapter for the task's live version. Caller must release it."""
-        version = self.live_version(task)
-        key = (task, version)
-        resident = self.pool.acquire(key)
+        return self.loader.acquire((task, self.live_version(task)))
+
+    def acquire_cached(self, task: str) -> Resident | None:
+        """The pinned resident when the live version is cached and in the bank, else None.
+
+        Never blocks on the store or a load, so the event loop may call it."""
+        entry = self._live.get(task)
+        if entry is None:
+            return None
+        if time.monotonic() - entry.checked_at >= self.ttl_s:
+            self._refresh_in_background(task, entry)
+        resident = self.pool.acquire((task, entry.version))
         if resident is not None:
             self.metrics.cache_hits.inc()
-            return resident
-        with self._lock:
-            load_lock = self._loading.setdefault(key, threading.Lock())
-        try:
-            with load_lock:  # one load per key; concurrent misses wait for it
-                resident = self.pool.acquire(key)
-                if resident is not None:
-                    self.metrics.cache_hits.inc()
-                    return resident
-                self.metrics.cache_misses.inc()
-                started = time.perf_counter()
-                manifest_bytes, weights = self.store.fetch(task, version)
-                artifact = parse_artifact(manifest_bytes, weights, self.backbone)
-                resident = self.pool.insert(key, artifact)
-                self.metrics.adapter_load.observe(time.perf_counter() - started)
-        finally:  # also when the load failed: no lock left behind per failed key
-            with self._lock:
-                self._loading.pop(key, None)
-        self._update_gauges()
         return resident
 
     def release(self, resident: Resident) -> None:
@@ -139,11 +126,6 @@ class AdapterResolver:
             if kind == "live" and version is not None:
                 self._live[task] = LiveEntry(int(version), time.monotonic())
         if kind == "live" and version is not None:
-            self.pool.retire_task(task, keep_version=int(version))
+            self.loader.forget(task, keep_version=int(version))
         elif kind == "deleted" and version is None:
-            self.pool.retire_task(task)
-        self._update_gauges()
-
-    def _update_gauges(self) -> None:
-        self.metrics.resident_adapters.set(len(self.pool))
-        self.metrics.resident_bytes.set(self.pool.resident_bytes)
+            self.loader.forget(task)

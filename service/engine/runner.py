@@ -76,7 +76,7 @@ class BatchRunner:
 
 def _gate_dict(gates: torch.Tensor, resident: Resident) -> dict[str, list[float]]:
     """Gate values per layer for the submodules this task has. gates: (L, G)."""
-    cfg = resident.artifact.config
+    cfg = resident.config
     present = {"prefix": cfg.prefix, "lora_q": cfg.lora, "lora_v": cfg.lora, "adapter": cfg.adapter}
     return {
         name: [round(float(v), 6) for v in gates[:, i]]

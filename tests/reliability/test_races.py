@@ -64,13 +64,10 @@ class SlowStore:
         return seen
 
 
-class NoPool:
-    resident_bytes = 0
+class NoLoader:
+    pool = None
 
-    def __len__(self) -> int:
-        return 0
-
-    def retire_task(self, task: str, keep_version: int | None = None) -> None:
+    def forget(self, task: str, keep_version: int | None = None) -> None:
         pass
 
 
@@ -78,7 +75,7 @@ def test_a_slow_lookup_does_not_overwrite_a_newer_live_event():
     """Lookup reads live=1 from the store; meanwhile version 2 goes live and its event
     arrives; the lookup then returns. The resolver must keep 2, not cache 1 for a TTL."""
     store = SlowStore(version=1)
-    resolver = AdapterResolver(store, NoPool(), None, Metrics(), ttl_s=60)
+    resolver = AdapterResolver(store, NoLoader(), Metrics(), ttl_s=60)
     lookup = threading.Thread(target=resolver.live_version, args=("t",))
     lookup.start()
     assert store.read.wait(5)

@@ -1,0 +1,101 @@
+"""Fill the device bank from the host tier, and the host tier from the store.
+
+A bank miss is served by the host tier when it can (one copy into a slot), otherwise by a
+store fetch, checksum and full validation, whose result the host tier then keeps. One load
+per adapter at a time: concurrent misses of the same version wait for the first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from torch import Tensor
+
+from adapters.artifact import parse_artifact
+from adapters.backbone import Backbone
+from adapters.manifest import Manifest
+from service.engine.host_cache import HostAdapter, HostCache
+from service.engine.pool import AdapterKey, AdapterPool, Resident
+from service.metrics import Metrics
+from service.store.adapter_store import AdapterStore
+
+
+class AdapterLoader:
+    def __init__(
+        self,
+        store: AdapterStore,
+        pool: AdapterPool,
+        host: HostCache,
+        backbone: Backbone,
+        metrics: Metrics,
+    ) -> None:
+        self.store, self.pool, self.host = store, pool, host
+        self.backbone, self.metrics = backbone, metrics
+        self._lock = threading.Lock()
+        self._loading: dict[AdapterKey, threading.Lock] = {}
+
+    def acquire(self, key: AdapterKey) -> Resident:
+        """A pinned resident for `key`, loading it on a miss. Caller must release it."""
+        resident = self.pool.acquire(key)
+        if resident is not None:
+            self.metrics.cache_hits.inc()
+            return resident
+        return self._load(key, pin=True, count=True)
+
+    def warm(self, key: AdapterKey) -> None:
+        """Make `key` resident without pinning it (a background load)."""
+        if key in self.pool:
+            return
+        self._load(key, pin=False, count=False)
+
+    def preload(self, key: AdapterKey, manifest: Manifest, weights: dict[str, Tensor]) -> None:
+        """Keep an adapter validated elsewhere (an upload) in the host tier, and in the bank
+        when this replica holds another version of its task."""
+        entry = self.host.put(key, manifest, weights)
+        if self.pool.resident_versions(key[0]):
+            self.pool.insert(key, entry.manifest, entry.weights, pin=False)
+        self.update_gauges()
+
+    def _load(self, key: AdapterKey, pin: bool, count: bool) -> Resident:
+        with self._lock:
+            load_lock = self._loading.setdefault(key, threading.Lock())
+        try:
+            with load_lock:  # one load per key; concurrent misses wait for it
+                resident = self.pool.acquire(key) if pin else None
+                if resident is not None:
+                    self.metrics.cache_hits.inc()
+                    return resident
+                if count:
+                    self.metrics.cache_misses.inc()
+                started = time.perf_counter()
+                entry, source = self._host_entry(key)
+                resident = self.pool.insert(key, entry.manifest, entry.weights, pin=pin)
+                seconds = time.perf_counter() - started
+                self.metrics.adapter_load.observe(seconds)
+                self.metrics.adapter_load_by_source.labels(source=source).observe(seconds)
+        finally:  # also when the load failed: no lock left behind per failed key
+            with self._lock:
+                self._loading.pop(key, None)
+        self.update_gauges()
+        return resident
+
+    def _host_entry(self, key: AdapterKey) -> tuple[HostAdapter, str]:
+        entry = self.host.get(key)
+        if entry is not None:
+            return entry, "host"
+        manifest_bytes, weights = self.store.fetch(*key)
+        artifact = parse_artifact(manifest_bytes, weights, self.backbone)
+        return self.host.put(key, artifact.manifest, artifact.weights), "store"
+
+    def forget(self, task: str, keep_version: int | None = None) -> None:
+        """Versions of `task` other than `keep_version` leave both tiers (once unused)."""
+        self.pool.retire_task(task, keep_version)
+        self.host.drop_task(task, keep_version)
+        self.update_gauges()
+
+    def update_gauges(self) -> None:
+        self.metrics.resident_adapters.set(len(self.pool))
+        self.metrics.resident_bytes.set(self.pool.resident_bytes)
+        self.metrics.host_adapters.set(len(self.host))
+        self.metrics.host_bytes.set(self.host.nbytes)

@@ -1,0 +1,189 @@
+"""The device pool (slots sized from a budget), the host tier and the warm-on-publish queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from adapters.bank import BankSizes, TaskBank
+from adapters.config import MethodConfig
+from service.engine.host_cache import HostCache
+from service.engine.pool import AdapterPool, PoolFullError
+from service.engine.sizing import PoolBudgetError, plan_pool, slot_bytes
+from service.engine.warmer import Warmer
+from service.metrics import Metrics
+from tests.helpers import make_manifest, random_task
+
+CFG = MethodConfig.preset("apl", lora_r=4, bottleneck=8, prefix_length=3)
+
+
+@pytest.fixture(scope="module")
+def task(tiny_bert):
+    manifest = make_manifest("t", CFG, tiny_bert, ["a", "b"])
+    return manifest, random_task(CFG, tiny_bert, 2, seed=3)
+
+
+def test_slot_bytes_is_the_allocated_bank_per_slot(tiny_bert):
+    sizes = BankSizes(8, 16, 4, 4)
+    bank = TaskBank.allocate(3, tiny_bert.dims, sizes)
+    weights = sum(t.numel() * t.element_size() for t in bank.tensors.values())
+    per_slot = slot_bytes(tiny_bert.dims, sizes, torch.float32)
+    assert weights / 3 <= per_slot < weights / 3 + 200  # + a few bytes of slot metadata
+    assert slot_bytes(tiny_bert.dims, sizes, torch.bfloat16) < per_slot
+
+
+def test_plan_derives_slots_from_budget_and_refuses_too_small(tiny_bert):
+    sizes = BankSizes()
+    per_slot = slot_bytes(tiny_bert.dims, sizes, torch.float32)
+    assert plan_pool(10 * per_slot + 5, tiny_bert.dims, sizes).slots == 10
+    assert plan_pool(10 * per_slot, tiny_bert.dims, sizes, max_slots=4).slots == 4
+    with pytest.raises(PoolBudgetError, match=r"UNIPELT_POOL_MAX_BYTES=.*UNIPELT_POOL_MAX_LORA"):
+        plan_pool(per_slot - 1, tiny_bert.dims, sizes)
+
+
+def test_default_budget_holds_a_thousand_minilm_tasks(minilm):
+    from service.settings import Settings
+
+    s = Settings()
+    sizes = BankSizes(
+        s.pool_max_lora_rank, s.pool_max_bottleneck, s.pool_max_prefix_length, s.pool_max_labels
+    )
+    plan = plan_pool(s.pool_max_bytes, minilm.dims, sizes, max_slots=s.pool_slots)
+    assert plan.slots >= 1000, plan
+
+
+def test_resident_keeps_no_weights(tiny_bert, task):
+    pool = AdapterPool(TaskBank.allocate(2, tiny_bert.dims, BankSizes(), lazy=True))
+    resident = pool.insert(("t", 1), *task)
+    assert not [k for k, v in vars(resident).items() if _holds_tensor(v)]
+    assert torch.equal(
+        pool.bank.slot_view("lora_q_A", resident.slot)[:, :, :4], task[1]["lora_q_A"]
+    )
+
+
+def _holds_tensor(value: object) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return hasattr(value, "__dict__") and any(_holds_tensor(v) for v in vars(value).values())
+
+
+def test_pool_evicts_least_recent_unpinned_and_refuses_when_all_pinned(tiny_bert, task):
+    evicted = []
+    pool = AdapterPool(
+        TaskBank.allocate(2, tiny_bert.dims, BankSizes(), lazy=True), on_evict=evicted.append
+    )
+    a = pool.insert(("a", 1), *task)
+    b = pool.insert(("b", 1), *task)
+    with pytest.raises(PoolFullError):
+        pool.insert(("c", 1), *task)
+    pool.release(a)
+    pool.release(b)
+    assert pool.acquire(("a", 1)) is a  # a is now the most recent
+    c = pool.insert(("c", 1), *task)
+    assert [r.key for r in evicted] == [("b", 1)]
+    assert c.slot == b.slot and pool.resident_versions("a") == [1]
+    pool.release(a)
+    pool.release(c)
+    warm = pool.insert(("d", 1), *task, pin=False)  # a background load pins nothing
+    assert warm.refs == 0 and ("d", 1) in pool
+
+
+def test_host_cache_is_bounded_by_bytes_and_lru(task):
+    manifest, weights = task
+    size = sum(t.numel() * t.element_size() for t in weights.values())
+    cache = HostCache(max_bytes=2 * size + 1)
+    for version in (1, 2):
+        cache.put(("t", version), manifest, weights)
+    assert cache.get(("t", 1)) is not None  # touch 1: 2 is now the least recent
+    cache.put(("t", 3), manifest, weights)
+    assert cache.get(("t", 2)) is None and len(cache) == 2 and cache.nbytes == 2 * size
+    cache.drop_task("t", keep_version=3)
+    assert cache.get(("t", 1)) is None and cache.get(("t", 3)) is not None
+    tiny = HostCache(max_bytes=size - 1)
+    assert tiny.put(("t", 1), manifest, weights).nbytes == size  # served, not kept
+    assert len(tiny) == 0 and tiny.nbytes == 0
+
+
+class _Pool:
+    def __init__(self, held: dict[str, list[int]]) -> None:
+        self.held = held
+
+    def resident_versions(self, task: str) -> list[int]:
+        return self.held.get(task, [])
+
+
+class _Loader:
+    """Records background loads; each takes `delay` seconds (pure logic of the queue)."""
+
+    def __init__(self, held: dict[str, list[int]], delay: float = 0.05) -> None:
+        self.pool = _Pool(held)
+        self.loaded: list[tuple[str, int]] = []
+        self.delay = delay
+
+    def warm(self, key: tuple[str, int]) -> None:
+        time.sleep(self.delay)
+        self.loaded.append(key)
+
+
+def test_warmer_loads_before_applying_and_keeps_each_tasks_order():
+    loader = _Loader({"held": [1]})
+    applied: list[tuple[str, str, int | None, list]] = []
+    warmer = Warmer(
+        loader,  # type: ignore[arg-type]
+        lambda e: applied.append((e["event"], e["task"], e["version"], list(loader.loaded))),
+        Metrics(),
+        max_loads=4,
+    )
+    warmer.start()
+    try:
+        warmer.on_event({"event": "live", "task": "held", "version": 2})
+        warmer.on_event({"event": "deleted", "task": "held", "version": None})  # waits behind
+        warmer.on_event({"event": "live", "task": "other", "version": 5})  # not held: at once
+        assert applied == [("live", "other", 5, [])]
+        _wait(lambda: len(applied) == 3)
+    finally:
+        warmer.stop()
+    assert applied[1] == ("live", "held", 2, [("held", 2)])  # applied after its load
+    assert applied[2][:2] == ("deleted", "held")
+
+
+def test_warmer_bounds_background_loads():
+    loader = _Loader({f"t{i}": [1] for i in range(10)}, delay=0.2)
+    applied: list[str] = []
+    warmer = Warmer(loader, lambda e: applied.append(e["task"]), Metrics(), max_loads=2)  # type: ignore[arg-type]
+    warmer.start()
+    try:
+        for i in range(10):
+            warmer.on_event({"event": "live", "task": f"t{i}", "version": 2})
+        assert len(applied) == 8  # past the bound: straight through, loaded on first use
+        _wait(lambda: len(applied) == 10)
+    finally:
+        warmer.stop()
+    assert len(loader.loaded) == 2
+
+
+def _wait(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_concurrent_inserts_of_one_key_share_one_slot(tiny_bert, task):
+    pool = AdapterPool(TaskBank.allocate(4, tiny_bert.dims, BankSizes(), lazy=True))
+    got = []
+    threads = [
+        threading.Thread(target=lambda: got.append(pool.insert(("t", 1), *task))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(r) for r in got}) == 1 and got[0].refs == 4 and len(pool) == 1
