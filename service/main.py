@@ -16,6 +16,7 @@ from service.api.body_limit import UPLOAD_PATH, BodyLimitMiddleware
 from service.api.error_handlers import install_error_handlers
 from service.api.request_metrics import RequestMetricsMiddleware
 from service.api.routes_adapters import router as adapters_router
+from service.api.routes_fanout import router as fanout_router
 from service.api.routes_health import router as health_router
 from service.api.routes_predict import router as predict_router
 from service.engine.engine import Engine
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(predict_router)
+    app.include_router(fanout_router)
     app.include_router(adapters_router)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     batch_policy: Literal["mixed", "grouped"] = "mixed"
     max_queue: int = Field(2048, ge=1)
     max_inputs_per_request: int = Field(64, ge=1)
+    max_fanout_rows: int = Field(256, ge=1)  # tasks x inputs in one POST /v1/predict
     max_text_chars: int = Field(20_000, ge=1)
     max_length: int = Field(128, ge=8, le=8192)  # tokens per input
     truncate: bool = False  # False: over-long inputs get 422; True: truncated

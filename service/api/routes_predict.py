@@ -7,9 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from service.api.deps import EngineDep, SettingsDep, TaskName, require_read
-from service.api.schemas import ErrorOut, PredictionOut, PredictRequest, PredictResponse
-from service.engine.engine import TextInput
-from service.errors import InvalidInputError
+from service.api.inputs import checked_inputs, predictions_out
+from service.api.schemas import ErrorOut, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
 
@@ -36,28 +35,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def predict(
     task: TaskName, body: PredictRequest, engine: EngineDep, settings: SettingsDep
 ) -> PredictResponse:
-    items = body.items()
-    if not items:
-        raise InvalidInputError("inputs is empty")
-    if len(items) > settings.max_inputs_per_request:
-        raise InvalidInputError(
-            f"{len(items)} inputs; at most {settings.max_inputs_per_request} per request"
-        )
-    for i, item in enumerate(items):
-        if len(item.text) + len(item.text_pair or "") > settings.max_text_chars:
-            raise InvalidInputError(f"input {i} exceeds {settings.max_text_chars} characters")
-    inputs = [TextInput(i.text, i.text_pair) for i in items]
+    inputs = checked_inputs(body.items(), settings)
     result = await engine.predict(task, inputs, body.return_gates)
     return PredictResponse(
-        task=task,
-        version=result.version,
-        predictions=[
-            PredictionOut(
-                label=r.prediction.label,
-                scores=r.prediction.scores or None,
-                value=r.prediction.value,
-                gates=r.gates,
-            )
-            for r in result.results
-        ],
+        task=task, version=result.version, predictions=predictions_out(result.results)
     )

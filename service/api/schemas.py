@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from adapters.constants import TASK_NAME_PATTERN
+
 
 def _not_blank(text: str) -> str:
     if not text.strip():
@@ -38,6 +40,17 @@ class PredictRequest(BaseModel):
     def items(self) -> list[TextItem]:
         raw = self.inputs if isinstance(self.inputs, list) else [self.inputs]
         return [TextItem(text=i) if isinstance(i, str) else i for i in raw]
+
+
+class FanoutRequest(PredictRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"tasks": ["sst2", "topic"], "inputs": ["a fine film"]}]},
+    )
+
+    tasks: list[Annotated[str, StringConstraints(pattern=TASK_NAME_PATTERN)]] = Field(
+        description="Tasks to run every input through (each at most once)."
+    )
 
 
 class PredictionOut(BaseModel):
@@ -93,3 +106,7 @@ class RollbackRequest(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     detail: str
+
+
+class FanoutResponse(BaseModel):
+    results: list[PredictResponse] = Field(description="One answer per task, in request order.")

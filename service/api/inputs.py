@@ -1,0 +1,37 @@
+"""Request inputs checked against the input limits, and predictions as response items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.api.schemas import PredictionOut, TextItem
+from service.engine.engine import TextInput
+from service.engine.runner import RowResult
+from service.errors import InvalidInputError
+from service.settings import Settings
+
+
+def checked_inputs(items: Sequence[TextItem], settings: Settings) -> list[TextInput]:
+    """Engine inputs; 422 for none, too many, or one over the character limit."""
+    if not items:
+        raise InvalidInputError("inputs is empty")
+    if len(items) > settings.max_inputs_per_request:
+        raise InvalidInputError(
+            f"{len(items)} inputs; at most {settings.max_inputs_per_request} per request"
+        )
+    for i, item in enumerate(items):
+        if len(item.text) + len(item.text_pair or "") > settings.max_text_chars:
+            raise InvalidInputError(f"input {i} exceeds {settings.max_text_chars} characters")
+    return [TextInput(i.text, i.text_pair) for i in items]
+
+
+def predictions_out(results: Sequence[RowResult]) -> list[PredictionOut]:
+    return [
+        PredictionOut(
+            label=r.prediction.label,
+            scores=r.prediction.scores or None,
+            value=r.prediction.value,
+            gates=r.gates,
+        )
+        for r in results
+    ]
