@@ -41,7 +41,7 @@ async def predict_tasks(
     try:
         pairs = [i.text_pair for i in inputs]
         for task, resident in zip(tasks, residents):
-            check_pairing(task, pairs, resident.artifact.manifest.tokenizer.text_pair)
+            check_pairing(task, pairs, resident.manifest.tokenizer.text_pair)
         lengths = {task: _max_length(engine, r) for task, r in zip(tasks, residents)}
         encoded = await asyncio.to_thread(_tokenize_once, engine, inputs, set(lengths.values()))
         rows = [
@@ -75,7 +75,7 @@ def _acquire_all(engine: Engine, tasks: Sequence[str]) -> list[Resident]:
 
 
 def _max_length(engine: Engine, resident: Resident) -> int:
-    manifest = resident.artifact.manifest
+    manifest = resident.manifest
     return min(engine.settings.max_length, manifest.tokenizer.max_length, engine.position_limit)
 
 
