@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from adapters.backbone import Backbone, load_backbone
 from service.api.body_limit import UPLOAD_PATH, BodyLimitMiddleware
+from service.api.early_auth import EarlyAuthMiddleware, guards
 from service.api.error_handlers import install_error_handlers
 from service.api.request_metrics import RequestMetricsMiddleware
 from service.api.routes_adapters import router as adapters_router
@@ -21,6 +22,7 @@ from service.api.routes_health import router as health_router
 from service.api.routes_predict import router as predict_router
 from service.engine.engine import Engine
 from service.metrics import Metrics
+from service.server import uvicorn_options
 from service.settings import Settings
 from service.store.adapter_store import AdapterStore
 from service.store.errors import StoreUnavailableError
@@ -73,7 +75,8 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
             "Many UniPELT task adapters (LoRA + prefix + bottleneck adapters behind learned "
             "gates) on one frozen backbone. Errors: 401 missing token, 404 unknown task, "
             "413 upload too large, 422 invalid input / input too long / invalid adapter, "
-            "429 queue full (Retry-After), 503 store unreachable or not ready."
+            "429 queue full (Retry-After), 500 NaN or Inf adapter output, "
+            "503 store unreachable or not ready."
         ),
         lifespan=lifespan,
     )
@@ -93,6 +96,8 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
         return settings.request_body_limit
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    routes = [*predict_router.routes, *adapters_router.routes]
+    app.add_middleware(EarlyAuthMiddleware, guards=guards(routes), settings=settings)
     return app
 
 
@@ -116,5 +121,5 @@ def run(host: str | None = None, port: int | None = None) -> None:
         create_app(settings),
         host=host or settings.host,
         port=port or settings.port,
-        timeout_graceful_shutdown=30,
+        **uvicorn_options(settings),
     )

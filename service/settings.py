@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     device: str = "cpu"
     torch_threads: int | None = Field(None, ge=1)
 
+    # Connections (`unipelt serve`): a request's headers must arrive within header_timeout_s
+    # of its connection or first byte; a body may pause at most body_timeout_s between
+    # chunks; an idle keep-alive connection is closed after keep_alive_s.
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    keep_alive_s: int = Field(5, ge=1)
+
     api_token: SecretStr | None = None  # bearer token for write endpoints
     protect_reads: bool = False  # also require the token for reads
 

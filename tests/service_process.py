@@ -43,9 +43,10 @@ class ServiceProcess:
 
 
 def start_service(
-    data_dir: Path, env: dict[str, str] | None = None, timeout_s: float = 90
+    data_dir: Path, env: dict[str, str] | None = None, timeout_s: float = 90, serve: bool = False
 ) -> ServiceProcess:
-    """Run `uvicorn --factory service.main:create_app` and wait until /readyz answers 200."""
+    """Run `uvicorn --factory service.main:create_app` (or with `serve`, the `unipelt serve`
+    command with its connection limits) and wait until /readyz answers 200."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "UNIPELT_DATA_DIR": str(data_dir), "UNIPELT_TORCH_THREADS": "1"}
@@ -54,7 +55,9 @@ def start_service(
     log_path = data_dir / f"service-{port}.log"
     with open(log_path, "wb") as out:
         process = subprocess.Popen(
-            [
+            [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            if serve
+            else [
                 sys.executable,
                 "-m",
                 "uvicorn",

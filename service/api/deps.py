@@ -24,7 +24,7 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def _check_token(settings: Settings, authorization: str | None) -> None:
+def check_token(settings: Settings, authorization: str | None) -> None:
     if settings.api_token is None:
         return
     expected = settings.api_token.get_secret_value()
@@ -38,7 +38,7 @@ def require_write(
     settings: Annotated[Settings, Depends(get_settings)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    _check_token(settings, authorization)
+    check_token(settings, authorization)
 
 
 def require_read(
@@ -46,7 +46,7 @@ def require_read(
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     if settings.protect_reads:
-        _check_token(settings, authorization)
+        check_token(settings, authorization)
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
