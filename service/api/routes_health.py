@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +19,7 @@ async def readyz(request: Request) -> JSONResponse:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
-    store_ok = await asyncio.to_thread(engine.store.ping)
+    store_ok = await engine.adapters.store_reachable()
     engine.metrics.store_up.set(1 if store_ok else 0)
     if not store_ok:
         return JSONResponse({"ready": False, "reason": "store unreachable"}, status_code=503)

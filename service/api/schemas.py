@@ -68,33 +68,6 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
-class VersionOut(BaseModel):
-    task: str
-    version: int
-    sha256: str
-    size_bytes: int
-    uploaded_at: str
-    live: bool
-    method: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-
-
-class TaskOut(BaseModel):
-    task: str
-    live_version: int | None
-    versions: list[VersionOut]
-    label_names: list[str] = Field(default_factory=list)
-    problem_type: str | None = None
-    resident_versions: list[int] = Field(
-        default_factory=list, description="Versions the answering replica holds in its bank."
-    )
-
-
-class TaskSummary(BaseModel):
-    task: str
-    live_version: int | None
-
-
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

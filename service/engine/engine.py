@@ -18,6 +18,7 @@ from service.engine.checks import check_finite, check_pairing
 from service.engine.host_cache import HostCache
 from service.engine.loader import AdapterLoader
 from service.engine.pool import AdapterPool
+from service.engine.registry import AdapterRegistry
 from service.engine.resolver import AdapterResolver
 from service.engine.runner import BatchRunner, Row, RowResult
 from service.engine.sizing import plan_pool
@@ -30,7 +31,6 @@ from service.errors import (
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store.adapter_store import AdapterStore
-from service.store.records import VersionInfo
 
 log = logging.getLogger("unipelt.engine")
 CANARY_TEXT = ("the quick brown fox jumps over the lazy dog", "a second segment")
@@ -81,6 +81,9 @@ class Engine:
             self.plan.slot_bytes,
             self.plan.budget,
             settings.host_cache_bytes,
+        )
+        self.adapters = AdapterRegistry(
+            store, self.resolver, self.loader, self.validate_upload, metrics
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.runner = BatchRunner(self.model, self.bank, pad, self.device)
@@ -222,20 +225,6 @@ class Engine:
         )
         if not torch.isfinite(out.logits).all():
             raise InvalidAdapterError("canary forward pass produced NaN or Inf outputs")
-
-    async def upload(self, manifest_bytes: bytes, weights: bytes) -> VersionInfo:
-        artifact = await asyncio.to_thread(self.validate_upload, manifest_bytes, weights)
-        info = await asyncio.to_thread(
-            self.store.publish, artifact.manifest.task, manifest_bytes, weights
-        )
-        # Keep what was just validated: when this replica holds the task, the first request
-        # after the swap is a hit, with no fetch or parse.
-        await asyncio.to_thread(
-            self.loader.preload, (info.task, info.version), artifact.manifest, artifact.weights
-        )
-        # Forget the cached live version at once; every replica also hears the store's events.
-        self.resolver.on_event({"event": "published", "task": info.task, "version": info.version})
-        return info
 
     def _evicted(self, resident) -> None:
         self.metrics.cache_evictions.inc()

@@ -1,7 +1,17 @@
-"""Resolve a task to its live version and a pinned resident adapter, loading on a miss."""
+"""Resolve a task to its live version and a pinned resident adapter, loading on a miss.
+
+The cache of live versions is ordered by the store's per-task generation. Updates come from
+this replica's own writes, from store events and from lookups, in any order; one is applied
+only when its generation is higher than the cached one, so the cache never goes back. A
+lookup that *started* after the cached state was applied is authoritative even when older:
+the store cannot legitimately answer below what it already committed, so it lost writes
+(restored from an older snapshot) and the store wins. Missed events heal without a timer on
+resync (every cached task is re-read) and, at the latest, at the TTL re-check.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -11,17 +21,23 @@ from service.engine.pool import Resident
 from service.errors import UnknownTaskError
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
-from service.store.errors import StoreUnavailableError, TaskNotFoundError
+from service.store.errors import StoreUnavailableError
+from service.store.events import EventKind, StoreEvent
+from service.store.records import LiveState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class LiveEntry:
-    version: int
-    checked_at: float
+    version: int | None  # None: the task is gone; the entry keeps its generation
+    generation: int
+    applied_at: float  # monotonic time this state was cached
+    checked_at: float  # monotonic time the store last confirmed it
 
 
 class AdapterResolver:
-    """Keeps task -> live version (invalidated by store events) and fills the pool."""
+    """Keeps task -> (live version, generation) and fills the pool."""
 
     def __init__(
         self,
@@ -39,44 +55,60 @@ class AdapterResolver:
     def live_version(self, task: str) -> int:
         """The task's live version. Raises UnknownTaskError.
 
-        Cached entries answer at once; store events keep them current, and after the TTL a
-        single background lookup re-checks them, so a slow or absent Redis never delays a
-        request for a task this replica already knows.
+        Cached entries answer at once; after the TTL a single background lookup re-checks
+        them, so a slow or absent Redis never delays a request for a task this replica knows.
         """
         entry = self._live.get(task)
-        if entry is not None:
+        if entry is not None and entry.version is not None:
             if time.monotonic() - entry.checked_at >= self.ttl_s:
-                self._refresh_in_background(task, entry)
+                self._refresh_in_background(task)
             return entry.version
-        version = self._lookup(task, entry)
+        version = self._lookup(task)
         if version is None:
             raise UnknownTaskError(f"no adapter is uploaded for task {task!r}")
         return version
 
-    def _lookup(self, task: str, entry: LiveEntry | None) -> int | None:
-        """Ask the store; cache the answer unless an event changed the entry meanwhile."""
-        now = time.monotonic()
+    def cached(self, task: str) -> LiveEntry | None:
+        return self._live.get(task)
+
+    def _lookup(self, task: str) -> int | None:
+        """Ask the store and apply its answer; the cached version afterwards."""
+        started = time.monotonic()
         try:
-            version = self.store.live_version(task)
-        except TaskNotFoundError:
-            version = None
+            state = self.store.live_state(task)
         except StoreUnavailableError:
-            if entry is not None:  # keep serving what we know; ask again after the TTL
-                entry.checked_at = now
+            entry = self._live.get(task)
+            if entry is not None and entry.version is not None:
+                entry.checked_at = started  # keep serving what we know; ask after the TTL
                 return entry.version
             raise
+        return self.apply(state, looked_up_at=started)
+
+    def apply(self, state: LiveState, looked_up_at: float | None = None) -> int | None:
+        """Cache `state` unless a newer generation is cached; returns the cached version.
+        `looked_up_at`: when the lookup that read `state` started (None for events)."""
+        now, task, lookup = time.monotonic(), state.task, looked_up_at is not None
         with self._lock:
-            current = self._live.get(task)
-            if current is not entry and current is not None:
-                return current.version  # an event set a newer version while we asked
-            if current is entry:  # otherwise an event dropped it meanwhile: do not re-cache
-                if version is None:
-                    self._live.pop(task, None)
-                else:
-                    self._live[task] = LiveEntry(version, now)
+            entry = self._live.get(task)
+            if entry is None:
+                if state.version is None and lookup:
+                    return None  # an unknown name: cache nothing
+                take = True
+            else:
+                take = state.generation > entry.generation or (
+                    looked_up_at is not None and looked_up_at > entry.applied_at
+                )
+                if not take and lookup and state.generation == entry.generation:
+                    entry.checked_at = now  # the store confirms what we hold
+            changed = take and (entry is None or entry.version != state.version)
+            if take:
+                self._live[task] = LiveEntry(state.version, state.generation, now, now)
+            version = self._live[task].version
+        if changed:
+            self.loader.forget(task, keep_version=version)
         return version
 
-    def _refresh_in_background(self, task: str, entry: LiveEntry) -> None:
+    def _refresh_in_background(self, task: str) -> None:
         with self._lock:
             if task in self._refreshing:
                 return
@@ -84,9 +116,12 @@ class AdapterResolver:
 
         def refresh() -> None:
             try:
-                self._lookup(task, entry)
-            except Exception:  # a failed re-check keeps the cached entry
-                entry.checked_at = time.monotonic()
+                self._lookup(task)
+            except Exception as e:  # a failed re-check keeps the cached entry
+                log.warning("re-checking the live version of %r failed: %s", task, e)
+                entry = self._live.get(task)
+                if entry is not None:
+                    entry.checked_at = time.monotonic()
             finally:
                 with self._lock:
                     self._refreshing.discard(task)
@@ -102,10 +137,10 @@ class AdapterResolver:
 
         Never blocks on the store or a load, so the event loop may call it."""
         entry = self._live.get(task)
-        if entry is None:
+        if entry is None or entry.version is None:
             return None
         if time.monotonic() - entry.checked_at >= self.ttl_s:
-            self._refresh_in_background(task, entry)
+            self._refresh_in_background(task)
         resident = self.pool.acquire((task, entry.version))
         if resident is not None:
             self.metrics.cache_hits.inc()
@@ -114,18 +149,19 @@ class AdapterResolver:
     def release(self, resident: Resident) -> None:
         self.pool.release(resident)
 
-    def on_event(self, event: dict) -> None:
-        """Store pub/sub: drop cached live versions so every replica switches at once."""
-        kind, task, version = event.get("event"), event.get("task"), event.get("version")
-        if kind == "resync" or task is None:
-            with self._lock:
-                self._live.clear()
-            return
+    def on_event(self, event: StoreEvent) -> None:
+        """Store pub/sub: apply live-pointer changes by generation; on resync, re-read."""
+        if event.kind is EventKind.RESYNC:
+            self.resync()
+        elif event.kind is EventKind.LIVE or event.task_gone:
+            self.apply(LiveState(event.task, event.version, event.generation))
+
+    def resync(self) -> None:
+        """Events may have been missed: every cached task is re-read from the store now
+        (in the background); until then cached versions keep serving."""
         with self._lock:
-            self._live.pop(task, None)
-            if kind == "live" and version is not None:
-                self._live[task] = LiveEntry(int(version), time.monotonic())
-        if kind == "live" and version is not None:
-            self.loader.forget(task, keep_version=int(version))
-        elif kind == "deleted" and version is None:
-            self.loader.forget(task)
+            tasks = list(self._live)
+            for entry in self._live.values():
+                entry.checked_at = float("-inf")
+        for task in tasks:
+            self._refresh_in_background(task)

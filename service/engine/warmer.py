@@ -19,14 +19,15 @@ from dataclasses import dataclass
 
 from service.engine.loader import AdapterLoader
 from service.metrics import Metrics
+from service.store.events import EventKind, StoreEvent
 
 log = logging.getLogger("unipelt.warm")
-WARM_EVENTS = ("published", "live")
+WARM_EVENTS = (EventKind.PUBLISHED, EventKind.LIVE)
 
 
 @dataclass(frozen=True)
 class _Item:
-    event: dict
+    event: StoreEvent
     load: bool
 
 
@@ -34,7 +35,7 @@ class Warmer:
     def __init__(
         self,
         loader: AdapterLoader,
-        apply: Callable[[dict], None],
+        apply: Callable[[StoreEvent], None],
         metrics: Metrics,
         max_loads: int,
     ) -> None:
@@ -59,11 +60,11 @@ class Warmer:
     def queued(self) -> int:
         return len(self._queue)
 
-    def on_event(self, event: dict) -> None:
+    def on_event(self, event: StoreEvent) -> None:
         """The store subscription's callback."""
-        task = event.get("task")
+        task = event.task
         with self._cond:
-            if task is None:  # a resync: for every task at once
+            if event.kind is EventKind.RESYNC:  # for every task at once
                 self.apply(event)
                 return
             load = self._wants_load(event)
@@ -75,15 +76,15 @@ class Warmer:
             self._pending[task] += 1
             self._cond.notify()
 
-    def _wants_load(self, event: dict) -> bool:
-        kind, task, version = event.get("event"), event.get("task"), event.get("version")
-        if kind not in WARM_EVENTS or version is None or self._closed:
+    def _wants_load(self, event: StoreEvent) -> bool:
+        task, version = event.task, event.version
+        if event.kind not in WARM_EVENTS or version is None or self._closed:
             return False
         if self._loads >= self.max_loads:
             self.metrics.warm_loads.labels(result="skipped").inc()
             return False
-        held = self.loader.pool.resident_versions(str(task))
-        return bool(held) and int(version) not in held
+        held = self.loader.pool.resident_versions(task)
+        return bool(held) and version not in held
 
     def _work(self) -> None:
         while True:
@@ -93,9 +94,9 @@ class Warmer:
                 if self._closed:
                     return
                 item = self._queue.popleft()
-            task = item.event["task"]
-            if item.load:
-                self._load(task, int(item.event["version"]))
+            task = item.event.task
+            if item.load and item.event.version is not None:
+                self._load(task, item.event.version)
             try:
                 self.apply(item.event)
             except Exception:  # never lose the worker; the TTL re-check heals the cache

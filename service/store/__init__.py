@@ -6,16 +6,18 @@ from service.store.embedded import EmbeddedRedis, find_redis_server, start_embed
 from service.store.errors import (
     CorruptBlobError,
     InvalidArtifactError,
+    NoEarlierVersionError,
     StoreError,
     StoreUnavailableError,
     TaskNotFoundError,
     VersionConflictError,
     VersionNotFoundError,
 )
-from service.store.events import Subscription
+from service.store.events import EventKind, StoreEvent
 from service.store.factory import connect, make_client
 from service.store.keys import DEFAULT_PREFIX, Keys
-from service.store.records import VersionInfo
+from service.store.records import LiveState, Published, VersionInfo
+from service.store.subscription import Subscription
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -23,11 +25,16 @@ __all__ = [
     "BlobStore",
     "CorruptBlobError",
     "EmbeddedRedis",
+    "EventKind",
     "FilesystemBlobStore",
     "InvalidArtifactError",
     "Keys",
+    "LiveState",
+    "NoEarlierVersionError",
+    "Published",
     "RedisBlobStore",
     "StoreError",
+    "StoreEvent",
     "StoreUnavailableError",
     "Subscription",
     "TaskNotFoundError",

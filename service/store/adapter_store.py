@@ -1,5 +1,8 @@
 """Versioned adapter artifacts: index in Redis, bytes in a `BlobStore`.
 
+Every change of a task's live pointer bumps the task's generation in the same transaction;
+events and `live_state` carry it, so caches can order what they hear (see `events.py`).
+
 Write order keeps readers safe: a version number comes from INCR, a pending marker is set,
 the blobs are written, and only then one MULTI/EXEC adds the record, the task and (maybe) the
 live pointer while removing the marker. A crash before that transaction leaves orphan blobs
@@ -11,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
@@ -21,28 +23,28 @@ from redis.exceptions import RedisError
 from service.store.blobs import BlobStore
 from service.store.errors import (
     CorruptBlobError,
+    NoEarlierVersionError,
     StoreError,
     TaskNotFoundError,
     VersionConflictError,
     VersionNotFoundError,
     redis_errors,
 )
-from service.store.events import (
-    EVENT_DELETED,
-    EVENT_LIVE,
-    EVENT_PUBLISHED,
-    EventCallback,
-    Subscription,
-    encode_event,
-)
+from service.store.events import EventCallback, EventKind, StoreEvent, encode_event
 from service.store.keys import BLOB_PARTS, DEFAULT_PREFIX, Keys
-from service.store.records import VersionInfo, parse_manifest, sha256_hex, utc_now_iso
+from service.store.orphans import DEFAULT_GC_GRACE_S, DELETING, drop_blobs, gc_orphans
+from service.store.records import (
+    LiveState,
+    Published,
+    VersionInfo,
+    parse_manifest,
+    sha256_hex,
+    utc_now_iso,
+)
+from service.store.subscription import Subscription
+from service.store.transaction import generation_of, run_transaction
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-DEFAULT_GC_GRACE_S = 3600.0
-DELETING = b"0"  # pending-marker value: blobs are being (or must be) deleted
 
 
 class AdapterStore:
@@ -61,7 +63,7 @@ class AdapterStore:
 
     def publish(
         self, task: str, manifest_bytes: bytes, weights_bytes: bytes, make_live: bool = True
-    ) -> VersionInfo:
+    ) -> Published:
         """Store a new version. With `make_live`, it becomes live unless a newer one already is
         (concurrent uploads: the highest version wins)."""
         weights_sha = sha256_hex(weights_bytes)
@@ -81,18 +83,18 @@ class AdapterStore:
         )
         self.blobs.put(self.keys.blob(task, version, "manifest"), manifest_bytes)
         self.blobs.put(self.keys.blob(task, version, "weights"), weights_bytes)
-        became_live = self._commit(info, stamp, make_live)
-        self._emit(EVENT_PUBLISHED, task, version)
-        if became_live:
-            self._emit(EVENT_LIVE, task, version)
-        return info
+        published = self._commit(info, stamp, make_live)
+        self._emit(StoreEvent(EventKind.PUBLISHED, task, version, published.generation))
+        if published.live:
+            self._emit(StoreEvent(EventKind.LIVE, task, version, published.generation))
+        return published
 
-    def _commit(self, info: VersionInfo, stamp: bytes, make_live: bool) -> bool:
-        """The one transaction that makes `info` visible; True when it also became live."""
+    def _commit(self, info: VersionInfo, stamp: bytes, make_live: bool) -> Published:
+        """The one transaction that makes `info` visible (and maybe live)."""
         task, version, k = info.task, info.version, self.keys
-        pending, live_key = k.pending(task, version), k.live(task)
+        pending, live_key, gen_key = k.pending(task, version), k.live(task), k.generation(task)
 
-        def txn(pipe: Pipeline) -> bool:
+        def txn(pipe: Pipeline) -> Published:
             if pipe.get(pending) != stamp:
                 raise VersionConflictError(
                     f"upload of {task!r} version {version} was garbage-collected before it "
@@ -100,116 +102,111 @@ class AdapterStore:
                 )
             live = pipe.get(live_key)
             move = make_live and (live is None or int(live) < version)
+            generation = generation_of(pipe, gen_key)
             pipe.multi()
             pipe.hset(k.versions(task), str(version), info.to_json())
             pipe.sadd(k.tasks, task)
             if move:
+                generation += 1
                 pipe.set(live_key, version)
+                pipe.set(gen_key, generation)
             pipe.delete(pending)
-            return move
+            return Published(info, move, generation)
 
-        return self._transaction(f"committing {task!r} version {version}", txn, pending, live_key)
+        action = f"committing {task!r} version {version}"
+        return run_transaction(self.client, action, txn, pending, live_key, gen_key)
 
-    def set_live(self, task: str, version: int) -> None:
-        """Point the task at an existing version (rollback or roll forward)."""
-        versions_key = self.keys.versions(task)
+    def set_live(self, task: str, version: int | None = None) -> LiveState:
+        """Point the task at `version`, or with None at the highest version below the live one
+        (the one before it: a rollback). Atomic against the live pointer it read: concurrent
+        calls serialize, so N rollbacks without a version go N versions back."""
+        k = self.keys
+        versions_key, live_key, gen_key = k.versions(task), k.live(task), k.generation(task)
 
-        def txn(pipe: Pipeline) -> None:
-            if not pipe.hexists(versions_key, str(version)):
-                raise self._missing(pipe, task, version)
+        def txn(pipe: Pipeline) -> LiveState:
+            versions = {int(v) for v in pipe.hkeys(versions_key)}
+            if not versions:
+                raise TaskNotFoundError(task)
+            raw = pipe.get(live_key)
+            live = None if raw is None else int(raw)
+            target = version if version is not None else _previous(task, versions, live)
+            if target not in versions:
+                raise VersionNotFoundError(task, target)
+            generation = generation_of(pipe, gen_key) + 1
             pipe.multi()
-            pipe.set(self.keys.live(task), version)
+            pipe.set(live_key, target)
+            pipe.set(gen_key, generation)
+            return LiveState(task, target, generation)
 
-        self._transaction(f"setting {task!r} live version to {version}", txn, versions_key)
-        self._emit(EVENT_LIVE, task, version)
+        action = f"setting the live version of {task!r}"
+        state = run_transaction(self.client, action, txn, versions_key, live_key, gen_key)
+        self._emit(StoreEvent(EventKind.LIVE, task, state.version, state.generation))
+        return state
 
-    def delete_version(self, task: str, version: int) -> None:
+    def delete_version(self, task: str, version: int) -> LiveState:
         """Delete one version. The live version can only go when it is the last one (then the
         task goes with it); otherwise set another version live first (VersionConflictError)."""
         k = self.keys
-        versions_key, live_key = k.versions(task), k.live(task)
+        versions_key, live_key, gen_key = k.versions(task), k.live(task), k.generation(task)
 
-        def txn(pipe: Pipeline) -> bool:
+        def txn(pipe: Pipeline) -> LiveState:
             if not pipe.hexists(versions_key, str(version)):
                 raise self._missing(pipe, task, version)
-            live, count = pipe.get(live_key), int(pipe.hlen(versions_key))
-            if live is not None and int(live) == version and count > 1:
+            raw, count = pipe.get(live_key), int(pipe.hlen(versions_key))
+            live, generation = None if raw is None else int(raw), generation_of(pipe, gen_key)
+            if live == version and count > 1:
                 raise VersionConflictError(
                     f"version {version} of {task!r} is live; set another version live first"
                 )
             pipe.multi()
             pipe.hdel(versions_key, str(version))
             pipe.set(k.pending(task, version), DELETING)
-            if count == 1:
-                pipe.delete(live_key)
-                pipe.srem(k.tasks, task)
-            return count == 1
+            if count > 1:
+                return LiveState(task, live, generation)
+            pipe.delete(live_key)
+            pipe.srem(k.tasks, task)
+            pipe.set(gen_key, generation + 1)
+            return LiveState(task, None, generation + 1, exists=False)
 
         action = f"deleting {task!r} version {version}"
-        task_gone = self._transaction(action, txn, versions_key, live_key)
-        self._emit(EVENT_DELETED, task, None if task_gone else version)
+        state = run_transaction(self.client, action, txn, versions_key, live_key, gen_key)
+        deleted = version if state.exists else None  # None: the whole task
+        self._emit(StoreEvent(EventKind.DELETED, task, deleted, state.generation))
         self._drop_blobs(task, [version])
+        return state
 
-    def delete_task(self, task: str) -> None:
+    def delete_task(self, task: str) -> LiveState:
         """Delete every version of a task. Version numbers are never reused afterwards."""
         k = self.keys
-        versions_key = k.versions(task)
+        versions_key, live_key, gen_key = k.versions(task), k.live(task), k.generation(task)
 
-        def txn(pipe: Pipeline) -> list[int]:
+        def txn(pipe: Pipeline) -> tuple[list[int], int]:
             versions = sorted(int(v) for v in pipe.hkeys(versions_key))
             if not versions:
                 raise TaskNotFoundError(task)
+            generation = generation_of(pipe, gen_key) + 1
             pipe.multi()
-            pipe.delete(versions_key, k.live(task))
+            pipe.delete(versions_key, live_key)
             pipe.srem(k.tasks, task)
+            pipe.set(gen_key, generation)
             for version in versions:
                 pipe.set(k.pending(task, version), DELETING)
-            return versions
+            return versions, generation
 
-        versions = self._transaction(f"deleting task {task!r}", txn, versions_key)
-        self._emit(EVENT_DELETED, task, None)
+        versions, generation = run_transaction(
+            self.client, f"deleting task {task!r}", txn, versions_key, live_key, gen_key
+        )
+        self._emit(StoreEvent(EventKind.DELETED, task, None, generation))
         self._drop_blobs(task, versions)
+        return LiveState(task, None, generation, exists=False)
 
     def gc_orphans(self, grace_s: float = DEFAULT_GC_GRACE_S) -> int:
         """Delete blobs of versions that never committed (older than `grace_s`) or whose
         deletion was interrupted. Returns how many versions' blobs were removed."""
-        cutoff = time.time() - grace_s
-        with redis_errors("scanning pending uploads"):
-            markers = [m.decode() for m in self.client.scan_iter(match=self.keys.pending_pattern)]
-        removed = []
-        for marker in markers:
-            task, version = self.keys.parse_pending(marker)
-            if self._claim_orphan(marker, task, version, cutoff):
-                removed.append((task, version))
-        for task, version in removed:
-            self._drop_blobs(task, [version])
-        return len(removed)
-
-    def _claim_orphan(self, marker: str, task: str, version: int, cutoff: float) -> bool:
-        def txn(pipe: Pipeline) -> bool:
-            stamp = pipe.get(marker)
-            if stamp is None or float(stamp) > cutoff:
-                return False
-            committed = pipe.hexists(self.keys.versions(task), str(version))
-            pipe.multi()
-            if committed:  # cannot happen with this module's writes; heal it, keep the blobs
-                pipe.delete(marker)
-                return False
-            pipe.set(marker, DELETING)  # any racing commit of this upload now aborts
-            return True
-
-        return self._transaction(f"claiming orphan {marker}", txn, marker)
+        return gc_orphans(self.client, self.blobs, self.keys, grace_s)
 
     def _drop_blobs(self, task: str, versions: list[int]) -> None:
-        """Best effort: on failure the markers stay and `gc_orphans` finishes the job."""
-        try:
-            for version in versions:
-                for part in BLOB_PARTS:
-                    self.blobs.delete(self.keys.blob(task, version, part))
-                with redis_errors(f"clearing marker of {task!r} version {version}"):
-                    self.client.delete(self.keys.pending(task, version))
-        except StoreError as e:
-            log.warning("blobs of %r %s left for gc_orphans: %s", task, versions, e)
+        drop_blobs(self.client, self.blobs, self.keys, task, versions)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -218,16 +215,25 @@ class AdapterStore:
             members = cast("set[bytes]", self.client.smembers(self.keys.tasks))
         return sorted(t.decode() for t in members)
 
+    def live_state(self, task: str) -> LiveState:
+        """The live pointer and its generation, read atomically (MULTI/EXEC). Never raises
+        TaskNotFoundError: a missing task is `exists=False`, which has a generation too."""
+        k = self.keys
+        with redis_errors(f"reading live version of {task!r}"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.exists(k.versions(task))
+            pipe.get(k.live(task))
+            pipe.get(k.generation(task))
+            exists, live, generation = pipe.execute()
+        version = None if live is None or not exists else int(live)
+        return LiveState(task, version, int(generation or 0), bool(exists))
+
     def live_version(self, task: str) -> int | None:
         """The live version; None when the task exists but nothing is live."""
-        with redis_errors(f"reading live version of {task!r}"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.exists(self.keys.versions(task))
-            pipe.get(self.keys.live(task))
-            exists, live = pipe.execute()
-        if not exists:
+        state = self.live_state(task)
+        if not state.exists:
             raise TaskNotFoundError(task)
-        return None if live is None else int(live)
+        return state.version
 
     def versions(self, task: str) -> list[VersionInfo]:
         with redis_errors(f"listing versions of {task!r}"):
@@ -270,22 +276,24 @@ class AdapterStore:
         """Deliver this store's events (and "resync") to `callback` on a daemon thread."""
         return Subscription(self.client, self.keys.events, callback).start(wait_s)
 
-    def _emit(self, event: str, task: str, version: int | None) -> None:
-        """Best effort: the index is already committed; subscribers resync on reconnect."""
+    def _emit(self, event: StoreEvent) -> None:
+        """Best effort: the index is already committed; subscribers resync on reconnect, and
+        caches re-check by generation."""
         try:
-            self.client.publish(self.keys.events, encode_event(event, task, version))
+            self.client.publish(self.keys.events, encode_event(event))
         except RedisError as e:
-            log.warning("could not publish %s event for %r: %s", event, task, e)
-
-    def _transaction(self, action: str, func: Callable[[Pipeline], T], *watches: str) -> T:
-        """WATCH `watches`, run `func` (reads, then `pipe.multi()` and writes), EXEC; retried
-        when a watched key changed in between. Returns what `func` returned."""
-        run = cast(Callable[..., Any], self.client.transaction)  # its stub wants -> None
-        with redis_errors(action):
-            return cast(T, run(func, *watches, value_from_callable=True))
+            log.warning("could not publish %s event for %r: %s", event.kind, event.task, e)
 
     def _missing(self, client: Any, task: str, version: int) -> StoreError:
         """The right not-found error for a version absent from the index."""
         if client.exists(self.keys.versions(task)):
             return VersionNotFoundError(task, version)
         return TaskNotFoundError(task)
+
+
+def _previous(task: str, versions: set[int], live: int | None) -> int:
+    """The highest version below `live` (with nothing live: the highest version)."""
+    older = [v for v in versions if live is None or v < live]
+    if not older:
+        raise NoEarlierVersionError(task, live)
+    return max(older)

@@ -34,6 +34,15 @@ class VersionNotFoundError(StoreError):
         self.version = version
 
 
+class NoEarlierVersionError(VersionNotFoundError):
+    """A rollback without a version when the live version is the oldest."""
+
+    def __init__(self, task: str, live: int | None) -> None:
+        StoreError.__init__(self, f"task {task!r} has no version before {live}")
+        self.task = task
+        self.version = live if live is not None else 0
+
+
 class VersionConflictError(StoreError):
     """The request contradicts the current index (deleting the live version, a lost race)."""
 

@@ -1,149 +1,83 @@
-"""Store events on the pub/sub channel, and a subscriber thread that survives Redis restarts.
+"""Typed store events and their JSON form on the pub/sub channel.
 
-Event payloads are JSON objects ``{"event": ..., "task": ..., "version": ...}``:
+Every event names a task and carries the task's *generation*: a per-task counter that the same
+Redis transaction bumps with every change of the live pointer (upload that goes live,
+rollback, deletion of the task). A cache keeps the state of the highest generation it has
+seen and ignores anything older, so events may arrive in any order (etcd's `mod_revision`).
 
-- ``published``: a version was committed (it may or may not have become live);
-- ``live``: the task's live version is now ``version``;
-- ``deleted``: ``version`` was deleted, or the whole task when ``version`` is null.
-
-Subscribers additionally receive ``{"event": "resync"}`` (never sent on the channel) whenever
-events may have been missed: after a reconnection, or when the first connection came later
-than `AdapterStore.subscribe` waited for. On resync, drop every cached live-version mapping.
-Pub/sub is at-most-once: the index in Redis stays the source of truth.
+- `PUBLISHED`: `version` was committed; `generation` is unchanged unless a `LIVE` follows.
+- `LIVE`: the task's live version is now `version`, at `generation`.
+- `DELETED`: `version` was deleted (live pointer unchanged), or, with `version` None, the
+  whole task is gone at `generation`.
+- `RESYNC`: never on the channel; a subscription delivers it when events may have been missed
+  (after a reconnection). Caches then re-read what they hold from the store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
 from collections.abc import Callable
-from typing import Any
-
-import redis
-from redis.exceptions import RedisError
+from dataclasses import dataclass
+from enum import StrEnum
 
 log = logging.getLogger(__name__)
 
-EVENT_PUBLISHED = "published"
-EVENT_LIVE = "live"
-EVENT_DELETED = "deleted"
-EVENT_RESYNC = "resync"
-CHANNEL_EVENTS = frozenset({EVENT_PUBLISHED, EVENT_LIVE, EVENT_DELETED})
 
-Event = dict[str, Any]
-EventCallback = Callable[[Event], None]
+class EventKind(StrEnum):
+    PUBLISHED = "published"
+    LIVE = "live"
+    DELETED = "deleted"
+    RESYNC = "resync"
 
 
-def encode_event(event: str, task: str, version: int | None) -> str:
-    if event not in CHANNEL_EVENTS:
-        raise ValueError(f"unknown event {event!r}; expected one of {sorted(CHANNEL_EVENTS)}")
-    return json.dumps({"event": event, "task": task, "version": version})
+CHANNEL_KINDS = frozenset({EventKind.PUBLISHED, EventKind.LIVE, EventKind.DELETED})
 
 
-def decode_event(raw: bytes | str) -> Event | None:
+@dataclass(frozen=True)
+class StoreEvent:
+    kind: EventKind
+    task: str = ""
+    version: int | None = None
+    generation: int = 0
+
+    @property
+    def task_gone(self) -> bool:
+        return self.kind is EventKind.DELETED and self.version is None
+
+
+RESYNC = StoreEvent(EventKind.RESYNC)
+EventCallback = Callable[[StoreEvent], None]
+
+
+def encode_event(event: StoreEvent) -> str:
+    if event.kind not in CHANNEL_KINDS:
+        raise ValueError(f"{event.kind.value!r} events are never sent on the channel")
+    payload = {
+        "event": event.kind.value,
+        "task": event.task,
+        "version": event.version,
+        "generation": event.generation,
+    }
+    return json.dumps(payload)
+
+
+def decode_event(raw: bytes | str) -> StoreEvent | None:
     """The event in a channel message, or None (logged) when it is not one of ours."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        log.warning("ignoring non-JSON message on the events channel: %r", raw[:200])
+        kind = EventKind(data["event"])
+        version = data["version"]
+        event = StoreEvent(
+            kind=kind,
+            task=str(data["task"]),
+            version=None if version is None else int(version),
+            generation=int(data["generation"]),
+        )
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError) as e:
+        log.warning("ignoring unknown message on the events channel (%s): %r", e, raw[:200])
         return None
-    if not isinstance(data, dict) or data.get("event") not in CHANNEL_EVENTS:
-        log.warning("ignoring unknown message on the events channel: %r", data)
+    if kind not in CHANNEL_KINDS:
+        log.warning("ignoring %s message on the events channel", kind.value)
         return None
-    return data
-
-
-class Subscription:
-    """A daemon thread delivering channel events to `callback`, reconnecting with backoff.
-
-    The callback runs on the subscriber thread: keep it short. Its exceptions are logged.
-    """
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        channel: str,
-        callback: EventCallback,
-        poll_s: float = 0.2,
-        max_backoff_s: float = 2.0,
-    ) -> None:
-        self.client = client
-        self.channel = channel
-        self.callback = callback
-        self.poll_s = poll_s
-        self.max_backoff_s = max_backoff_s
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
-        self._lock = threading.Lock()
-        self._missed = False
-        self._backoff_s = 0.05
-        self._thread = threading.Thread(target=self._run, name="adapter-store-events", daemon=True)
-
-    @property
-    def connected(self) -> bool:
-        return self._subscribed.is_set()
-
-    def start(self, wait_s: float = 2.0) -> Subscription:
-        """Start listening; wait up to `wait_s` for the subscription to be confirmed."""
-        self._thread.start()
-        if not self._subscribed.wait(wait_s):
-            with self._lock:
-                self._missed = self._missed or not self._subscribed.is_set()
-            log.warning("events channel not subscribed after %.1fs; will resync on connect", wait_s)
-        return self
-
-    def close(self, timeout_s: float = 3.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen()
-            except (RedisError, OSError) as e:
-                log.warning("events subscription lost (%s: %s); reconnecting", type(e).__name__, e)
-            self._subscribed.clear()
-            with self._lock:
-                self._missed = True
-            if self._stop.wait(self._backoff_s):
-                return
-            self._backoff_s = min(self._backoff_s * 2, self.max_backoff_s)
-
-    def _listen(self) -> None:
-        pubsub = self.client.pubsub()
-        try:
-            pubsub.subscribe(self.channel)
-            confirmations = 0
-            while not self._stop.is_set():
-                message = pubsub.get_message(timeout=self.poll_s)
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    # A second confirmation means redis-py reconnected and resubscribed.
-                    confirmations += 1
-                    self._on_subscribed(reconnected=confirmations > 1)
-                elif message["type"] == "message":
-                    event = decode_event(message["data"])
-                    if event is not None:
-                        self._deliver(event)
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                pubsub.close()
-
-    def _on_subscribed(self, reconnected: bool) -> None:
-        with self._lock:
-            resync = self._missed or reconnected
-            self._missed = False
-            self._subscribed.set()
-        self._backoff_s = 0.05
-        if resync:
-            self._deliver({"event": EVENT_RESYNC})
-
-    def _deliver(self, event: Event) -> None:
-        try:
-            self.callback(event)
-        except Exception:
-            log.exception("adapter-store event callback failed on %r", event)
+    return event

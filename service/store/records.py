@@ -55,6 +55,31 @@ class VersionInfo:
         )
 
 
+@dataclass(frozen=True)
+class LiveState:
+    """A task's live pointer read in one transaction: `version` None when nothing is live
+    (`exists` False: the task is gone); `generation` orders states of the same task."""
+
+    task: str
+    version: int | None
+    generation: int
+    exists: bool = True
+
+
+@dataclass(frozen=True)
+class Published:
+    """What `AdapterStore.publish` committed: `live` is True when this version became live
+    in its commit (False when a newer version was live already)."""
+
+    info: VersionInfo
+    live: bool
+    generation: int
+
+    @property
+    def version(self) -> int:
+        return self.info.version
+
+
 def parse_manifest(task: str, manifest_bytes: bytes, weights_sha256: str) -> dict[str, Any]:
     """The manifest as a dict, after checking the two keys the store relies on."""
     if not TASK_NAME.match(task):

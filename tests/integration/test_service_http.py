@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from adapters.config import MethodConfig
-from service.store.embedded import start_embedded_redis
 from tests.bad_artifacts import BAD_ARTIFACTS
 from tests.helpers import artifact_bytes
 from tests.service_process import start_service, upload
@@ -18,13 +17,6 @@ from tests.service_process import start_service, upload
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "tok"
 APL = MethodConfig.preset("apl")
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = start_embedded_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -159,3 +159,35 @@ def test_openapi_documents_status_codes(client):
     assert {"404", "422", "429", "503"} <= set(predict)
     assert {"401", "413", "422"} <= set(spec["paths"]["/adapters"]["put"]["responses"])
     assert json.dumps(spec)  # serialisable
+
+
+class NewerUploadWhileWriting:
+    """Blob store that, while the first upload writes its blobs (its version already
+    allocated), lets a second upload of the same task commit in full: the newer version."""
+
+    def __init__(self, store, newer: tuple[bytes, bytes]) -> None:
+        self.store, self.inner, self.newer = store, store.blobs, newer
+
+    def put(self, key: str, data: bytes) -> None:
+        self.store.blobs = self.inner  # once
+        self.store.publish("racer", *self.newer)
+        self.inner.put(key, data)
+
+    def get(self, key: str) -> bytes | None:
+        return self.inner.get(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+
+def test_upload_says_not_live_when_a_newer_upload_won(client, minilm):
+    store = client.app.state.engine.store
+    newer = artifact_bytes("racer", MethodConfig.preset("a"), minilm, seed=8)
+    store.blobs = NewerUploadWhileWriting(store, newer)
+    r = upload(client, *artifact_bytes("racer", MethodConfig.preset("a"), minilm, seed=7))
+    assert r.status_code == 201, r.text
+    assert (r.json()["version"], r.json()["live"]) == (1, False)
+    assert client.get("/adapters/racer").json()["live_version"] == 2
+    assert client.post("/v1/racer/predict", json={"inputs": "x"}).json()["version"] == 2
+    r = upload(client, *artifact_bytes("racer", MethodConfig.preset("a"), minilm, seed=9))
+    assert (r.json()["version"], r.json()["live"]) == (3, True)

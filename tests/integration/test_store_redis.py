@@ -18,8 +18,10 @@ from service.store import (
     AdapterStore,
     CorruptBlobError,
     EmbeddedRedis,
+    EventKind,
     InvalidArtifactError,
     RedisBlobStore,
+    StoreEvent,
     StoreUnavailableError,
     TaskNotFoundError,
     VersionConflictError,
@@ -28,6 +30,7 @@ from service.store import (
     make_client,
     start_embedded_redis,
 )
+from service.store.events import RESYNC
 
 pytestmark = pytest.mark.service
 
@@ -42,15 +45,15 @@ class Recorder:
     """Collects events from a subscription; `wait_for` blocks until a predicate holds."""
 
     def __init__(self) -> None:
-        self.events: list[dict] = []
+        self.events: list[StoreEvent] = []
         self._cond = threading.Condition()
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: StoreEvent) -> None:
         with self._cond:
             self.events.append(event)
             self._cond.notify_all()
 
-    def wait_for(self, pred: Callable[[list[dict]], bool], timeout_s: float) -> bool:
+    def wait_for(self, pred: Callable[[list[StoreEvent]], bool], timeout_s: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: pred(self.events), timeout_s)
 
@@ -82,7 +85,9 @@ def blob_keys(store: AdapterStore, task: str, version: int) -> list[str]:
 
 def test_publish_fetch_round_trip(store: AdapterStore) -> None:
     manifest, weights = artifact("sst2")
-    info = store.publish("sst2", manifest, weights)
+    published = store.publish("sst2", manifest, weights)
+    info = published.info
+    assert (published.live, published.generation) == (True, 1)
     assert (info.task, info.version, info.size_bytes) == ("sst2", 1, len(weights))
     assert info.sha256 == hashlib.sha256(weights).hexdigest()
     assert info.manifest == json.loads(manifest)
@@ -235,14 +240,15 @@ def test_events_reach_every_store_on_the_server(
         store.set_live("sst2", 1)
         other.delete_version("sst2", 2)
         store.delete_task("sst2")
-        expected = [
-            {"event": "published", "task": "sst2", "version": 1},
-            {"event": "live", "task": "sst2", "version": 1},
-            {"event": "published", "task": "sst2", "version": 2},
-            {"event": "live", "task": "sst2", "version": 2},
-            {"event": "live", "task": "sst2", "version": 1},
-            {"event": "deleted", "task": "sst2", "version": 2},
-            {"event": "deleted", "task": "sst2", "version": None},
+        K = EventKind
+        expected = [  # every live-pointer change bumps the generation
+            StoreEvent(K.PUBLISHED, "sst2", 1, 1),
+            StoreEvent(K.LIVE, "sst2", 1, 1),
+            StoreEvent(K.PUBLISHED, "sst2", 2, 2),
+            StoreEvent(K.LIVE, "sst2", 2, 2),
+            StoreEvent(K.LIVE, "sst2", 1, 3),
+            StoreEvent(K.DELETED, "sst2", 2, 3),
+            StoreEvent(K.DELETED, "sst2", None, 4),
         ]
         for recorder in recorders:
             assert recorder.wait_for(lambda ev: len(ev) >= len(expected), timeout_s=1.0)
@@ -295,9 +301,9 @@ def test_redis_going_away_and_coming_back(own_redis: EmbeddedRedis) -> None:
             assert restarted.url == own_redis.url
             assert store.ping() is True
             assert store.fetch("cola", 1) == artifact("cola")
-            assert recorder.wait_for(lambda ev: {"event": "resync"} in ev, timeout_s=5.0)
+            assert recorder.wait_for(lambda ev: RESYNC in ev, timeout_s=5.0)
             store.set_live("cola", 1)
-            assert recorder.wait_for(lambda ev: ev[-1]["event"] == "live", timeout_s=1.0)
+            assert recorder.wait_for(lambda ev: ev[-1].kind is EventKind.LIVE, timeout_s=1.0)
         finally:
             restarted.stop()
     finally:
@@ -316,3 +322,24 @@ def test_hung_redis_times_out_instead_of_hanging(own_redis: EmbeddedRedis) -> No
     finally:
         os.kill(own_redis.process.pid, signal.SIGCONT)
     assert store.live_version("cola") == 1
+
+
+def test_concurrent_rollbacks_serialize_on_the_live_pointer(store: AdapterStore) -> None:
+    for seed in range(20):
+        store.publish("back", *artifact("back", seed))
+    start = threading.Barrier(6)
+    states = []
+
+    def roll_back() -> None:
+        start.wait()
+        states.append(store.set_live("back", None))
+
+    threads = [threading.Thread(target=roll_back) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    by_generation = sorted(states, key=lambda s: s.generation)
+    assert [s.version for s in by_generation] == [19, 18, 17, 16, 15, 14]
+    assert [s.generation for s in by_generation] == list(range(21, 27))
+    assert store.live_state("back") == by_generation[-1]

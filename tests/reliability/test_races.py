@@ -4,12 +4,16 @@ halfway, and a live-version lookup that meets a newer version's event halfway.""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from service.engine.resolver import AdapterResolver
+from service.errors import UnknownTaskError
 from service.metrics import Metrics
 from service.store.errors import StoreError, TaskNotFoundError
+from service.store.events import EventKind, StoreEvent
+from service.store.records import LiveState
 from tests.reliability.harness import redis_store, task_artifact
 
 pytestmark = [pytest.mark.service]
@@ -50,15 +54,15 @@ def test_fetch_racing_a_delete_reports_not_found_not_corrupt(redis_server, minil
 
 
 class SlowStore:
-    """`live_version` reads the index, then stalls until released (a slow Redis reply)."""
+    """`live_state` reads the index, then stalls until released (a slow Redis reply)."""
 
     def __init__(self, version: int) -> None:
         self.version = version
         self.read = threading.Event()
         self.release = threading.Event()
 
-    def live_version(self, task: str) -> int:
-        seen = self.version
+    def live_state(self, task: str) -> LiveState:
+        seen = LiveState(task, self.version, generation=self.version)
         self.read.set()
         self.release.wait(5)
         return seen
@@ -80,7 +84,43 @@ def test_a_slow_lookup_does_not_overwrite_a_newer_live_event():
     lookup.start()
     assert store.read.wait(5)
     store.version = 2
-    resolver.on_event({"event": "live", "task": "t", "version": 2})
+    resolver.on_event(StoreEvent(EventKind.LIVE, "t", 2, generation=2))
     store.release.set()
     lookup.join(5)
     assert resolver.live_version("t") == 2
+
+
+class StoreSays:
+    """A store whose live pointer is whatever the test sets (pure resolver logic)."""
+
+    def __init__(self, state: LiveState) -> None:
+        self.state = state
+
+    def live_state(self, task: str) -> LiveState:
+        return self.state
+
+
+def test_events_in_any_order_leave_the_newest_generation():
+    store = StoreSays(LiveState("t", 2, generation=6))
+    resolver = AdapterResolver(store, NoLoader(), Metrics(), ttl_s=60)
+    resolver.on_event(StoreEvent(EventKind.LIVE, "t", 2, generation=6))
+    resolver.on_event(StoreEvent(EventKind.LIVE, "t", 1, generation=5))  # late, older
+    assert resolver.live_version("t") == 2
+    resolver.on_event(StoreEvent(EventKind.DELETED, "t", None, generation=7))
+    resolver.on_event(StoreEvent(EventKind.LIVE, "t", 2, generation=6))  # must not resurrect
+    store.state = LiveState("t", None, generation=7, exists=False)
+    with pytest.raises(UnknownTaskError):
+        resolver.live_version("t")
+
+
+def test_a_lookup_started_after_the_cached_state_wins_even_when_older():
+    """The store answering below what this replica saw it commit means it lost writes (an
+    older snapshot): the store is the truth, so the re-check heals instead of sticking."""
+    store = StoreSays(LiveState("t", 1, generation=3))
+    resolver = AdapterResolver(store, NoLoader(), Metrics(), ttl_s=60)
+    resolver.on_event(StoreEvent(EventKind.LIVE, "t", 2, generation=6))
+    resolver.resync()
+    deadline = time.monotonic() + 5
+    while resolver.live_version("t") != 1:
+        assert time.monotonic() < deadline, "resync never re-read the store"
+        time.sleep(0.01)

@@ -15,6 +15,7 @@ from service.engine.pool import AdapterPool, PoolFullError
 from service.engine.sizing import PoolBudgetError, plan_pool, slot_bytes
 from service.engine.warmer import Warmer
 from service.metrics import Metrics
+from service.store.events import EventKind, StoreEvent
 from tests.helpers import make_manifest, random_task
 
 CFG = MethodConfig.preset("apl", lora_r=4, bottleneck=8, prefix_length=3)
@@ -137,15 +138,15 @@ def test_warmer_loads_before_applying_and_keeps_each_tasks_order():
     applied: list[tuple[str, str, int | None, list]] = []
     warmer = Warmer(
         loader,  # type: ignore[arg-type]
-        lambda e: applied.append((e["event"], e["task"], e["version"], list(loader.loaded))),
+        lambda e: applied.append((e.kind.value, e.task, e.version, list(loader.loaded))),
         Metrics(),
         max_loads=4,
     )
     warmer.start()
     try:
-        warmer.on_event({"event": "live", "task": "held", "version": 2})
-        warmer.on_event({"event": "deleted", "task": "held", "version": None})  # waits behind
-        warmer.on_event({"event": "live", "task": "other", "version": 5})  # not held: at once
+        warmer.on_event(StoreEvent(EventKind.LIVE, "held", 2, generation=2))
+        warmer.on_event(StoreEvent(EventKind.DELETED, "held", None, generation=3))  # waits
+        warmer.on_event(StoreEvent(EventKind.LIVE, "other", 5, generation=5))  # not held: at once
         assert applied == [("live", "other", 5, [])]
         _wait(lambda: len(applied) == 3)
     finally:
@@ -157,11 +158,11 @@ def test_warmer_loads_before_applying_and_keeps_each_tasks_order():
 def test_warmer_bounds_background_loads():
     loader = _Loader({f"t{i}": [1] for i in range(10)}, delay=0.2)
     applied: list[str] = []
-    warmer = Warmer(loader, lambda e: applied.append(e["task"]), Metrics(), max_loads=2)  # type: ignore[arg-type]
+    warmer = Warmer(loader, lambda e: applied.append(e.task), Metrics(), max_loads=2)  # type: ignore[arg-type]
     warmer.start()
     try:
         for i in range(10):
-            warmer.on_event({"event": "live", "task": f"t{i}", "version": 2})
+            warmer.on_event(StoreEvent(EventKind.LIVE, f"t{i}", 2, generation=2))
         assert len(applied) == 8  # past the bound: straight through, loaded on first use
         _wait(lambda: len(applied) == 10)
     finally:

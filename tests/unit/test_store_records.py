@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from service.store import AdapterStore, InvalidArtifactError, Keys, RedisBlobStore, VersionInfo
-from service.store.events import decode_event, encode_event
+from service.store.events import RESYNC, EventKind, StoreEvent, decode_event, encode_event
 from service.store.factory import connect
 from service.store.records import parse_manifest
 
@@ -65,12 +65,17 @@ def test_parse_manifest_keeps_everything_else() -> None:
 
 
 def test_events_encode_and_decode() -> None:
-    raw = encode_event("live", "sst2", 3)
-    assert decode_event(raw) == {"event": "live", "task": "sst2", "version": 3}
+    for event in (
+        StoreEvent(EventKind.LIVE, "sst2", 3, 7),
+        StoreEvent(EventKind.DELETED, "sst2", None, 8),
+    ):
+        assert decode_event(encode_event(event)) == event
     assert decode_event(b"not json") is None
-    assert decode_event(json.dumps({"event": "resync"})) is None  # never sent on the channel
-    with pytest.raises(ValueError, match="unknown event"):
-        encode_event("resync", "sst2", None)
+    assert decode_event(json.dumps({"event": "live", "task": "t", "version": 1})) is None
+    resync = {"event": "resync", "task": "", "version": None, "generation": 0}
+    assert decode_event(json.dumps(resync)) is None  # never sent on the channel
+    with pytest.raises(ValueError, match="never sent"):
+        encode_event(RESYNC)
 
 
 def test_store_refuses_a_decoding_client() -> None:
