@@ -15,10 +15,8 @@ class RowPrediction:
     value: float | None  # regression output; None for classification
 
 
-def row_predictions(
-    logits: Tensor, num_labels: Tensor, label_names: list[list[str]]
-) -> list[RowPrediction]:
-    """logits: (B, n) padded; num_labels: (B,); label_names: per row, [] for regression."""
+def row_predictions(logits: Tensor, label_names: list[list[str]]) -> list[RowPrediction]:
+    """logits: (B, n) padded; label_names: per row, [] for regression."""
     out = []
     for row, names in zip(logits.detach().float().cpu(), label_names):
         if not names:

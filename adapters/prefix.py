@@ -10,7 +10,7 @@ class PrefixEncoder(nn.Module):
     """Training-time reparameterisation shared by all layers.
 
     Embedding(P, d) -> Linear(d, hidden) -> tanh -> Linear(hidden, layers * 2 * d). After
-    training only its output (`P_K`, `P_V` per layer) is kept: see `fold`.
+    training only its output (`P_K`, `P_V` per layer) is kept in the artifact.
     """
 
     def __init__(self, layers: int, hidden: int, length: int, mlp_hidden: int) -> None:
@@ -27,12 +27,6 @@ class PrefixEncoder(nn.Module):
         out = self.mlp(self.embedding(idx))  # (P, L * 2 * d)
         out = out.view(self.length, self.layers, 2, self.hidden).permute(2, 1, 0, 3)
         return out[0], out[1]
-
-    @torch.no_grad()
-    def fold(self) -> tuple[Tensor, Tensor]:
-        """The plain prefix tensors for inference (the MLP is dropped)."""
-        k, v = self.forward()
-        return k.detach().clone(), v.detach().clone()
 
 
 def prefix_keys_values(

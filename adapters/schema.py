@@ -17,10 +17,6 @@ class BackboneDims:
     heads: int
     intermediate: int
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
 
 def bitfit_sizes(dims: BackboneDims) -> dict[str, int]:
     """Width of each bias that BitFit tunes."""

@@ -83,6 +83,3 @@ class TaskAdapter(nn.Module):
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in self.tensors().items()}
         wanted = expected_shapes(self.cfg, self.dims, self.num_labels)
         return {name: tensors[name] for name in wanted}
-
-    def trainable_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

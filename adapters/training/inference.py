@@ -79,7 +79,7 @@ class Predictor:
             enc = encode(self.tokenizer, chunk, chunk_pairs, self.max_length)
             logits = self.logits(enc.input_ids, enc.attention_mask, enc.token_type_ids)
             names = [self.label_names] * len(chunk)
-            out += row_predictions(logits, torch.full((len(chunk),), logits.shape[1]), names)
+            out += row_predictions(logits, names)
         return out
 
     def check_spec(self, spec: TaskSpec) -> None:

@@ -64,7 +64,7 @@ class BatchRunner:
             return_gates=want_gates,
         )
         names = [r.resident.label_names for r in rows]
-        predictions = row_predictions(out.logits, out.num_labels, names)
+        predictions = row_predictions(out.logits, names)
         gates = out.gates.float().cpu() if out.gates is not None else None
         return [
             RowResult(
