@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the engine, the settings, bearer-token checks."""
+"""FastAPI dependencies: the engine, the settings, bearer-token checks.
+
+All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
+dependency per request."""
 
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from service.errors import NotReadyError, UnauthorizedError
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise NotReadyError("the engine is still starting")
@@ -34,14 +37,14 @@ def check_token(settings: Settings, authorization: str | None) -> None:
         raise UnauthorizedError("a valid bearer token is required (Authorization: Bearer ...)")
 
 
-def require_write(
+async def require_write(
     settings: Annotated[Settings, Depends(get_settings)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     check_token(settings, authorization)
 
 
-def require_read(
+async def require_read(
     settings: Annotated[Settings, Depends(get_settings)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:

@@ -2,7 +2,8 @@
 
 Policies: "mixed" takes rows first-come first-served whatever their task (one mixed-task
 forward); "grouped" takes only rows of the oldest row's task. One forward runs at a time, in a
-dedicated worker thread, so the event loop never blocks on the model.
+dedicated worker thread (which also tokenises each batch in one call), so the event loop
+never blocks on the model or the tokenizer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Pending:
 class DynamicBatcher:
     def __init__(
         self,
-        run_batch: Callable[[list[Row]], list[RowResult]],
+        run_batch: Callable[[list[Row]], list[RowResult | Exception]],
         metrics: Metrics,
         max_batch_size: int,
         window_ms: float,
@@ -57,7 +58,7 @@ class DynamicBatcher:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def submit(self, rows: list[Row]) -> list[RowResult]:
-        """Queue rows (all or none) and wait for their results."""
+        """Queue rows (all or none) and wait for their results; a failed row fails the call."""
         if self._closing:
             raise ShuttingDownError("the service is shutting down")
         if len(self._queue) + len(rows) > self.max_queue:
@@ -67,7 +68,11 @@ class DynamicBatcher:
         self._queue.extend(pending)
         self.metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
-        return list(await asyncio.gather(*(p.future for p in pending)))
+        results = await asyncio.gather(*(p.future for p in pending), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
 
     async def drain_and_stop(self, timeout_s: float = 30.0) -> None:
         """Refuse new work, finish what is queued or running, then stop the worker."""
@@ -121,12 +126,12 @@ class DynamicBatcher:
         for p in batch:
             self.metrics.queue_wait.observe(now - p.enqueued)
         self.metrics.batch_size.observe(len(batch))
-        self.metrics.batch_tasks.observe(len({p.row.resident.key for p in batch}))
+        self.metrics.batch_tasks.observe(len({p.row.task for p in batch}))
         self.in_flight += len(batch)
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(
-                self._executor, self.run_batch, [p.row for p in batch]
+                self._executor, self._run_timed, [p.row for p in batch]
             )
         except Exception as exc:  # the whole batch fails together, never silently
             for p in batch:
@@ -137,5 +142,17 @@ class DynamicBatcher:
             self.in_flight -= len(batch)
             self.metrics.forward_duration.observe(time.perf_counter() - now)
         for p, result in zip(batch, results):
-            if not p.future.done():
+            if p.future.done():
+                continue
+            if isinstance(result, Exception):
+                p.future.set_exception(result)
+            else:
                 p.future.set_result(result)
+
+    def _run_timed(self, rows: list[Row]) -> list[RowResult | Exception]:
+        """On the forward thread: tokenise and run the batch, counting the thread's CPU time."""
+        started = time.thread_time()
+        try:
+            return self.run_batch(rows)
+        finally:
+            self.metrics.forward_cpu.inc(time.thread_time() - started)

@@ -15,6 +15,7 @@ from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
 from service.engine.batcher import DynamicBatcher
 from service.engine.checks import check_finite, check_pairing
+from service.engine.encode import BatchEncoder
 from service.engine.host_cache import HostCache
 from service.engine.loader import AdapterLoader
 from service.engine.pool import AdapterPool
@@ -25,7 +26,6 @@ from service.engine.sizing import plan_pool
 from service.engine.warmer import Warmer
 from service.errors import (
     AdapterTooLargeError,
-    InputTooLongError,
     InvalidAdapterError,
 )
 from service.metrics import Metrics
@@ -86,7 +86,8 @@ class Engine:
             store, self.resolver, self.loader, self.validate_upload, metrics
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.runner = BatchRunner(self.model, self.bank, pad, self.device)
+        encoder = BatchEncoder(self.tokenizer, settings.truncate)
+        self.runner = BatchRunner(self.model, self.bank, encoder, pad, self.device)
         self.batcher = DynamicBatcher(
             self.runner.run,
             metrics,
@@ -129,54 +130,23 @@ class Engine:
                 manifest.tokenizer.max_length,
                 self.position_limit,
             )
-            encoded = await asyncio.to_thread(self.tokenize, inputs, max_length)
             rows = [
                 Row(
+                    text=item.text,
+                    text_pair=item.text_pair,
+                    max_length=max_length,
+                    index=index,
                     task=task,
-                    input_ids=ids,
-                    token_type_ids=types,
                     resident=resident,
                     want_gates=want_gates,
                 )
-                for ids, types in encoded
+                for index, item in enumerate(inputs)
             ]
             results = await self.batcher.submit(rows)
             check_finite(task, resident.key[1], results, self.metrics)
         finally:
             self.resolver.release(resident)
         return Prediction(task=task, version=resident.key[1], results=results)
-
-    def tokenize(
-        self, inputs: list[TextInput], max_length: int
-    ) -> list[tuple[list[int], list[int] | None]]:
-        """Token ids per input; over-long inputs are refused unless truncation is on."""
-        out = []
-        for index, enc in enumerate(self._encode_all(inputs)):
-            ids = enc["input_ids"]
-            if len(ids) > max_length:
-                if not self.settings.truncate:
-                    raise InputTooLongError(
-                        f"input {index} has {len(ids)} tokens; the limit is {max_length} "
-                        "(or enable truncation with UNIPELT_TRUNCATE=true)"
-                    )
-                item = inputs[index]
-                args = (item.text,) if item.text_pair is None else (item.text, item.text_pair)
-                enc = self.tokenizer(*args, truncation=True, max_length=max_length)
-            out.append((list(enc["input_ids"]), enc.get("token_type_ids")))
-        return out
-
-    def _encode_all(self, inputs: list[TextInput]) -> list[dict]:
-        """Tokenise in one call when inputs are all single texts or all pairs."""
-        texts = [i.text for i in inputs]
-        pairs = [i.text_pair for i in inputs]
-        if all(p is None for p in pairs):
-            enc = self.tokenizer(texts, truncation=False)
-        elif all(p is not None for p in pairs):
-            enc = self.tokenizer(texts, pairs, truncation=False)
-        else:
-            return [self._encode_all([i])[0] for i in inputs]
-        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
-        return [{k: enc[k][n] for k in keys} for n in range(len(inputs))]
 
     # ---- adapters ------------------------------------------------------------------------
     def validate_upload(self, manifest_bytes: bytes, weights: bytes) -> Artifact:

@@ -1,4 +1,4 @@
-"""Run one batch of tokenised rows, each with its own adapter slot, through the mixed forward."""
+"""Run one batch of rows, each with its own adapter slot, through the mixed forward."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ from adapters import constants as C
 from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
 from adapters.postprocess import RowPrediction, row_predictions
+from service.engine.encode import BatchEncoder, Encoded, TextRow
 from service.engine.pool import Resident
 
 
-@dataclass
-class Row:
-    """One input sequence, tokenised, with the pinned adapter that must serve it."""
+@dataclass(frozen=True)
+class Row(TextRow):
+    """One input sequence, untokenised (the batch is tokenised at once), with the pinned
+    adapter that must serve it."""
 
-    task: str
-    input_ids: list[int]
-    token_type_ids: list[int] | None
-    resident: Resident
+    task: str = ""
+    resident: Resident | None = None
     want_gates: bool = False
 
 
@@ -31,29 +31,38 @@ class RowResult:
 
 
 class BatchRunner:
-    """Pads rows into tensors and runs the model; called from the single forward thread."""
+    """Tokenises a batch, pads it into tensors and runs the model; called from the single
+    forward thread. A row whose input is over its limit gets its error, the others run."""
 
     def __init__(
-        self, model: UniPELTModel, bank: TaskBank, pad_token_id: int, device: torch.device
+        self,
+        model: UniPELTModel,
+        bank: TaskBank,
+        encoder: BatchEncoder,
+        pad_token_id: int,
+        device: torch.device,
     ) -> None:
         self.model = model
         self.bank = bank
+        self.encoder = encoder
         self.pad = pad_token_id
         self.device = device
 
+    def run(self, rows: list[Row]) -> list[RowResult | Exception]:
+        encoded = self.encoder.encode(rows)
+        ok = [(row, e) for row, e in zip(rows, encoded) if not isinstance(e, Exception)]
+        done = iter(self.forward([r for r, _ in ok], [e for _, e in ok]) if ok else [])
+        return [e if isinstance(e, Exception) else next(done) for e in encoded]
+
     @torch.inference_mode()
-    def run(self, rows: list[Row]) -> list[RowResult]:
-        longest = max(len(r.input_ids) for r in rows)
-        ids = torch.full((len(rows), longest), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        types = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, row in enumerate(rows):
-            n = len(row.input_ids)
-            ids[i, :n] = torch.tensor(row.input_ids)
-            mask[i, :n] = 1
-            if row.token_type_ids is not None:
-                types[i, :n] = torch.tensor(row.token_type_ids)
-        slots = torch.tensor([r.resident.slot for r in rows], dtype=torch.long)
+    def forward(self, rows: list[Row], encoded: list[Encoded]) -> list[RowResult]:
+        longest = max(len(ids) for ids, _ in encoded)
+        pad = [longest - len(ids) for ids, _ in encoded]
+        ids = torch.tensor([e[0] + [self.pad] * n for e, n in zip(encoded, pad)])
+        mask = torch.tensor([[1] * len(e[0]) + [0] * n for e, n in zip(encoded, pad)])
+        types = torch.tensor([(e[1] or [0] * len(e[0])) + [0] * n for e, n in zip(encoded, pad)])
+        residents = [_resident(r) for r in rows]
+        slots = torch.tensor([r.slot for r in residents], dtype=torch.long)
         want_gates = any(r.want_gates for r in rows)
         out = self.model(
             ids.to(self.device),
@@ -63,15 +72,19 @@ class BatchRunner:
             types.to(self.device),
             return_gates=want_gates,
         )
-        names = [r.resident.label_names for r in rows]
+        names = [r.label_names for r in residents]
         predictions = row_predictions(out.logits, names)
         gates = out.gates.float().cpu() if out.gates is not None else None
         return [
-            RowResult(
-                p, _gate_dict(gates[i], r.resident) if gates is not None and r.want_gates else None
-            )
-            for i, (p, r) in enumerate(zip(predictions, rows))
+            RowResult(p, _gate_dict(gates[i], res) if gates is not None and r.want_gates else None)
+            for i, (p, r, res) in enumerate(zip(predictions, rows, residents))
         ]
+
+
+def _resident(row: Row) -> Resident:
+    if row.resident is None:
+        raise ValueError("a row reached the forward without its pinned adapter")
+    return row.resident
 
 
 def _gate_dict(gates: torch.Tensor, resident: Resident) -> dict[str, list[float]]:
