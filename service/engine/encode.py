@@ -34,13 +34,16 @@ class BatchEncoder:
         for group in (singles, pairs):
             if not group:
                 continue
-            texts = [rows[i].text for i in group]
-            args = (texts, [rows[i].text_pair for i in group]) if group is pairs else (texts,)
+            # Each distinct input once (a fan-out sends one text through several tasks).
+            distinct = list(dict.fromkeys((rows[i].text, rows[i].text_pair) for i in group))
+            texts = [t for t, _ in distinct]
+            args = (texts, [p for _, p in distinct]) if group is pairs else (texts,)
             enc = self.tokenizer(*args, truncation=False, return_attention_mask=False)
             types = enc.get("token_type_ids")
-            for n, i in enumerate(group):
-                ids = enc["input_ids"][n]
-                encoded = (ids, types[n] if types is not None else None)
+            position = {key: n for n, key in enumerate(distinct)}
+            for i in group:
+                n = position[(rows[i].text, rows[i].text_pair)]
+                encoded = (enc["input_ids"][n], types[n] if types is not None else None)
                 out[i] = self._within_limit(rows[i], encoded)
         return out
 

@@ -2,8 +2,8 @@
 queue submission, so the batcher runs them in the same mixed batches.
 
 All tasks are resolved and checked before any forward runs: an unknown task or a pairing
-mismatch refuses the whole call (no partial answer). Inputs are tokenised once per distinct
-effective max_length (tasks whose tokenizer settings agree share the token ids).
+mismatch refuses the whole call (no partial answer). The forward thread tokenises each batch
+at once, each distinct text once (`encode.BatchEncoder`).
 """
 
 from __future__ import annotations
@@ -43,11 +43,18 @@ async def predict_tasks(
         for task, resident in zip(tasks, residents):
             check_pairing(task, pairs, resident.manifest.tokenizer.text_pair)
         lengths = {task: _max_length(engine, r) for task, r in zip(tasks, residents)}
-        encoded = await asyncio.to_thread(_tokenize_once, engine, inputs, set(lengths.values()))
         rows = [
-            Row(task, ids, types, resident, want_gates)
+            Row(
+                text=item.text,
+                text_pair=item.text_pair,
+                max_length=lengths[task],
+                index=index,
+                task=task,
+                resident=resident,
+                want_gates=want_gates,
+            )
             for task, resident in zip(tasks, residents)
-            for ids, types in encoded[lengths[task]]
+            for index, item in enumerate(inputs)
         ]
         results = await engine.batcher.submit(rows)
         out = []
@@ -77,12 +84,6 @@ def _acquire_all(engine: Engine, tasks: Sequence[str]) -> list[Resident]:
 def _max_length(engine: Engine, resident: Resident) -> int:
     manifest = resident.manifest
     return min(engine.settings.max_length, manifest.tokenizer.max_length, engine.position_limit)
-
-
-def _tokenize_once(
-    engine: Engine, inputs: list[TextInput], lengths: set[int]
-) -> dict[int, list[tuple[list[int], list[int] | None]]]:
-    return {length: engine.tokenize(inputs, length) for length in sorted(lengths)}
 
 
 def _prediction(task: str, version: int, results: list) -> Prediction:

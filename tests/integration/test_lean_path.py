@@ -23,10 +23,11 @@ class CountingTokenizer:
     """The real MiniLM tokenizer, counting its calls."""
 
     def __init__(self, tokenizer) -> None:
-        self.tokenizer, self.calls = tokenizer, 0
+        self.tokenizer, self.calls, self.texts = tokenizer, 0, 0
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
+        self.texts += len(args[0])
         return self.tokenizer(*args, **kwargs)
 
 
@@ -38,10 +39,11 @@ def tokenizer(minilm):
 def test_a_batch_is_tokenised_in_one_call_per_kind(tokenizer):
     counting = CountingTokenizer(tokenizer)
     rows = [TextRow(f"text number {i}", None, 16, i) for i in range(5)]
-    rows += [TextRow("a premise", "a hypothesis", 16, i) for i in range(3)]
+    rows += [TextRow("a premise", "a hypothesis", 16, i) for i in range(3)]  # one text, 3 tasks
     rows.append(TextRow("word " * 40, None, 16, 7))  # over its limit
     out = BatchEncoder(counting, truncate=False).encode(rows)
     assert counting.calls == 2  # one for the single texts, one for the pairs
+    assert counting.texts == 5 + 1 + 1  # each distinct input once
     for row, got in zip(rows[:-1], out):
         expected = tokenizer(*([row.text] if row.text_pair is None else [row.text, row.text_pair]))
         assert got == (expected["input_ids"], expected["token_type_ids"])
