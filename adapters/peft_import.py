@@ -53,7 +53,7 @@ def import_peft(
     config_bytes: bytes, weights_bytes: bytes, backbone: Backbone, options: ImportOptions
 ) -> tuple[Manifest, dict[str, Tensor]]:
     """Our manifest (sha256 not yet filled in) and float32 weights for a PEFT adapter."""
-    config = _json_object(config_bytes)
+    config = parse_config(config_bytes)
     r, alpha = P.check_config(config)
     raw, metadata = _safetensors(weights_bytes)
     check_base_model(config, metadata, backbone, options.load_base_model)
@@ -142,7 +142,7 @@ def _mismatch(what: str, backbone: Backbone) -> BackboneMismatchError:
     )
 
 
-def _json_object(data: bytes) -> dict:
+def parse_config(data: bytes) -> dict:
     try:
         config = json.loads(data)
     except (ValueError, RecursionError) as exc:

@@ -23,8 +23,12 @@ def _remote(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def add_client_commands(sub) -> None:
     p = sub.add_parser("push", help="check an artifact locally, upload it, print its version")
-    p.add_argument("artifact", type=Path, help="artifact directory (manifest.json + weights)")
+    p.add_argument("artifact", type=Path, help="artifact directory, or a PEFT LoRA directory")
     _remote(p)
+    peft = p.add_argument_group("PEFT LoRA directory (adapter_config.json): the server converts it")
+    peft.add_argument("--task", help="task name (required for a PEFT directory)")
+    peft.add_argument("--labels", help="class names in head order, comma-separated")
+    peft.add_argument("--text-pair", action="store_true", help="inputs are text pairs")
     p = sub.add_parser("ls", help="list a service's tasks and their live versions")
     _remote(p)
     p = sub.add_parser("rollback", help="make an earlier version of a task live")
@@ -41,18 +45,47 @@ def add_remote_predict_options(p: argparse.ArgumentParser) -> None:
 
 
 def push(args: argparse.Namespace) -> int:
-    from adapters.artifact import load_artifact
-    from adapters.constants import MANIFEST_FILE, WEIGHTS_FILE
+    from adapters import peft_layout
 
-    load_artifact(args.artifact)  # checksum, manifest, tensor names and shapes, values
-    files = {
-        "manifest": (MANIFEST_FILE, (args.artifact / MANIFEST_FILE).read_bytes()),
-        "weights": (WEIGHTS_FILE, (args.artifact / WEIGHTS_FILE).read_bytes()),
-    }
-    info = Client(args.url, args.token).call("PUT", "/adapters", files=files)
+    if (args.artifact / peft_layout.CONFIG_FILE).is_file():
+        data, files = _peft_parts(args)
+    else:
+        data, files = {}, _artifact_parts(args.artifact)
+    info = Client(args.url, args.token).call("PUT", "/adapters", data=data, files=files)
     live = "live" if info.get("live") else "not live: a newer upload won"
     print(f"{info['task']}: version {info['version']} ({live}), sha256 {info['sha256'][:12]}")
     return 0
+
+
+def _artifact_parts(directory: Path) -> dict:
+    from adapters.artifact import load_artifact
+    from adapters.constants import MANIFEST_FILE, WEIGHTS_FILE
+
+    load_artifact(directory)  # checksum, manifest, tensor names and shapes, values
+    return {
+        "manifest": (MANIFEST_FILE, (directory / MANIFEST_FILE).read_bytes()),
+        "weights": (WEIGHTS_FILE, (directory / WEIGHTS_FILE).read_bytes()),
+    }
+
+
+def _peft_parts(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Form fields and files of a PEFT upload, after the checks that need no backbone."""
+    from adapters import peft_layout
+    from adapters.errors import ConfigError
+    from adapters.peft_import import parse_config, read_peft_dir
+
+    if not args.task:
+        raise ConfigError("a PEFT directory needs --task (the task name on the server)")
+    config, weights = read_peft_dir(args.artifact)
+    peft_layout.check_config(parse_config(config))
+    data = {"task": args.task, "text_pair": str(args.text_pair).lower()}
+    if args.labels:
+        data["labels"] = args.labels
+    files = {
+        "adapter_config": (peft_layout.CONFIG_FILE, config),
+        "adapter_weights": (peft_layout.WEIGHTS_FILE, weights),
+    }
+    return data, files
 
 
 def ls(args: argparse.Namespace) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 
 from service.api.deps import EngineDep, SettingsDep, TaskName, require_read, require_write
 from service.api.schemas import ErrorOut, RollbackRequest
+from service.engine.peft_upload import PeftUpload, peft_artifact_bytes
 from service.engine.registry import AdapterVersion, TaskDetail, TaskLive
-from service.errors import AdapterTooLargeError
+from service.errors import AdapterTooLargeError, InvalidInputError
 
 router = APIRouter(prefix="/adapters", tags=["adapters"])
 
@@ -35,22 +37,50 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     response_model=AdapterVersion,
     responses=UPLOAD_ERRORS,
     dependencies=[Depends(require_write)],
-    summary="Upload an artifact (manifest.json + adapter.safetensors); it goes live at once",
+    summary="Upload an artifact (manifest + weights), or a PEFT LoRA adapter (adapter_config + "
+    "adapter_weights + task + labels); it goes live at once",
 )
 async def upload_adapter(
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
-    manifest: Annotated[UploadFile, File(description="manifest.json")],
-    weights: Annotated[UploadFile, File(description="adapter.safetensors")],
+    manifest: Annotated[UploadFile | None, File(description="manifest.json")] = None,
+    weights: Annotated[UploadFile | None, File(description="adapter.safetensors")] = None,
+    adapter_config: Annotated[UploadFile | None, File(description="PEFT config")] = None,
+    adapter_weights: Annotated[UploadFile | None, File(description="PEFT weights")] = None,
+    task: Annotated[str | None, Form(description="PEFT: task name")] = None,
+    labels: Annotated[str | None, Form(description="PEFT: names in head order")] = None,
+    text_pair: Annotated[bool | None, Form(description="PEFT: inputs are pairs")] = None,
+    max_length: Annotated[int | None, Form(description="PEFT: tokens per input")] = None,
 ) -> AdapterVersion:
     declared = int(request.headers.get("content-length") or 0)
     if declared > settings.max_upload_bytes + 64 * 1024:
         raise AdapterTooLargeError(
             f"request body is {declared} bytes; the limit is {settings.max_upload_bytes}"
         )
-    manifest_bytes = await _read_limited(manifest, settings.max_upload_bytes)
-    weight_bytes = await _read_limited(weights, settings.max_upload_bytes)
+    limit = settings.max_upload_bytes
+    if manifest is not None and weights is not None and adapter_config is None:
+        manifest_bytes = await _read_limited(manifest, limit)
+        weight_bytes = await _read_limited(weights, limit)
+    elif adapter_config is not None and adapter_weights is not None and manifest is None:
+        if not task:
+            raise InvalidInputError("a PEFT upload needs a task part (the task name)")
+        peft = PeftUpload(
+            await _read_limited(adapter_config, limit),
+            await _read_limited(adapter_weights, limit),
+            task,
+            labels,
+            text_pair,
+            max_length,
+        )
+        manifest_bytes, weight_bytes = await asyncio.to_thread(
+            peft_artifact_bytes, peft, engine.backbone
+        )
+    else:
+        raise InvalidInputError(
+            "send the parts manifest and weights (an artifact), or adapter_config, "
+            "adapter_weights, task and labels (a PEFT LoRA adapter)"
+        )
     return await engine.adapters.upload(manifest_bytes, weight_bytes)
 
 

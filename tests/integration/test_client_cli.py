@@ -3,6 +3,8 @@ and a PEFT adapter served with PeftModel's own logits."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch
 from adapters.artifact import save_artifact
 from adapters.backbone import packaged_backbone_path
 from adapters.config import MethodConfig
-from adapters.peft_import import ImportOptions, import_peft, read_peft_dir
+from adapters.peft_import import read_peft_dir
 from adapters.tokenization import encode, load_tokenizer
 from cli.main import main
 from tests.helpers import make_manifest, random_task
@@ -85,22 +87,30 @@ def test_push_checks_the_artifact_before_uploading(service, cli, tmp_path, minil
     assert "local-check" not in cli("ls", "--url", service.url)[1]  # nothing was sent
 
 
-@pytest.mark.parametrize("num_labels", [3, 1], ids=["classification", "regression"])
-def test_served_peft_adapter_equals_peft_forward(service, cli, tmp_path, minilm, num_labels):
-    base = packaged_backbone_path()
-    model = make_peft_adapter(base, tmp_path / "peft", num_labels=num_labels, lora_std=0.05)
+@pytest.mark.parametrize(
+    ("num_labels", "via"),
+    [(3, "import-peft"), (1, "import-peft"), (3, "peft-parts")],
+    ids=["classification", "regression", "peft-multipart"],
+)
+def test_served_peft_adapter_equals_peft_forward(service, cli, tmp_path, minilm, num_labels, via):
+    """import-peft + push of our artifact, or push of the PEFT directory itself (the server
+    converts the multipart parts): either way the served logits are PeftModel's."""
+    peft_dir, task = tmp_path / "peft", f"peft-{num_labels}-{via}"
+    model = make_peft_adapter(packaged_backbone_path(), peft_dir, num_labels, lora_std=0.05)
     labels = ["a", "b", "c"] if num_labels == 3 else None
-    options = ImportOptions(task=f"peft-{num_labels}", labels=labels)
-    manifest, weights = import_peft(*read_peft_dir(tmp_path / "peft"), minilm, options)
-    assert (
-        cli("push", str(save_artifact(tmp_path / "art", manifest, weights)), "--url", service.url)[
-            0
-        ]
-        == 0
-    )
+    label_args = ["--labels", ",".join(labels)] if labels else []
+    url = ("--url", service.url)
+    if via == "import-peft":
+        art = str(tmp_path / "art")
+        converted = cli("import-peft", str(peft_dir), "--output", art, "--task", task, *label_args)
+        assert converted[0] == 0
+        code, _, err = cli("push", art, *url)
+    else:
+        code, _, err = cli("push", str(peft_dir), *url, "--task", task, *label_args)
+    assert code == 0, err
     texts = ["a gripping, beautifully acted film", "dull and far too long", "fine"]
     served = httpx.post(
-        f"{service.url}/v1/peft-{num_labels}/predict", json={"inputs": texts}, timeout=60
+        f"{service.url}/v1/{task}/predict", json={"inputs": texts}, timeout=60
     ).json()["predictions"]
     batch = encode(load_tokenizer(minilm.path), texts)
     reference = peft_logits(model, batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -109,7 +119,23 @@ def test_served_peft_adapter_equals_peft_forward(service, cli, tmp_path, minilm,
         assert (got - reference).abs().max() < 1e-4
     else:
         got = torch.tensor([[row["scores"][n] for n in labels] for row in served])
-        # probabilities from equal logits; compare the logits back (up to the softmax shift)
+        # probabilities from equal logits: compare the logits back, up to softmax's shift
         log_got = got.log() - got.log()[:, :1]
         log_ref = reference - reference[:, :1]
         assert (log_got - log_ref).abs().max() < 1e-4
+
+
+def test_peft_uploads_that_cannot_be_represented_are_refused(service, tmp_path):
+    peft_dir = tmp_path / "peft"
+    make_peft_adapter(packaged_backbone_path(), peft_dir, 2, use_dora=True)
+    config, weights = read_peft_dir(peft_dir)
+    files = {"adapter_config": ("c.json", config), "adapter_weights": ("w", weights)}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = httpx.put(f"{service.url}/adapters", files=files, data={"task": "dora"}, headers=auth)
+    assert r.status_code == 422 and "use_dora" in r.json()["detail"]
+    other = json.dumps({**json.loads(config), "use_dora": False, "base_model_name_or_path": "x/y"})
+    files["adapter_config"] = ("c.json", other.encode())
+    r = httpx.put(f"{service.url}/adapters", files=files, data={"task": "other"}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"] == "backbone_mismatch"
+    r = httpx.put(f"{service.url}/adapters", files=files, headers=auth)
+    assert r.status_code == 422 and "task" in r.json()["detail"]
