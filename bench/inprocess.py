@@ -15,6 +15,7 @@ from bench.report import RowResult, paired_ratio
 from bench.tasks import LORA_ONLY, TaskSet, stacked_heads
 from bench.timing import Runner
 from bench.workload import Encoder, Workload
+from tests.peft_helpers import build_peft_model
 
 
 @dataclass
@@ -63,9 +64,7 @@ def build_specs(
     if with_peft:
         weights = lora.weights(n_lora)
         heads = stacked_heads(weights)
-        peft = peft_bench.build_peft_model(
-            lora.backbone, weights, LORA_ONLY.lora_r, LORA_ONLY.lora_alpha
-        )
+        peft = build_peft_model(lora.backbone, weights, LORA_ONLY.lora_r, LORA_ONLY.lora_alpha)
         checks.append(_peft_check(model, lora_bank, peft, heads, encoder, workloads, plan))
         request = peft_bench.per_request_runner(peft, encoder, heads)
         grouped = peft_bench.grouped_runner(peft, encoder, heads)

@@ -1,20 +1,18 @@
 """PEFT baselines on LoRA-only adapters (r 8, alpha 16, query and value) of the same weights.
 
-One PeftModel holds all N adapters on a private copy of the backbone (PEFT replaces the
-model's Linear modules in place, so the shared backbone must not be the one it wraps).
+One PeftModel holds all N adapters (`tests.peft_helpers.build_peft_model`, whose logits
+tests/unit/test_peft_mixed_batch.py asserts equal ours).
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import Tensor
 
-from adapters.backbone import Backbone
 from bench.tasks import apply_head, apply_heads
 from bench.timing import Runner, by_task, run_groups
 from bench.workload import Encoder, Request
+from tests.peft_helpers import adapter_name
 
 
 def peft_available() -> str | None:
@@ -24,36 +22,6 @@ def peft_available() -> str | None:
     except Exception as exc:  # ImportError, or a broken dependency of peft
         return f"peft is not importable ({type(exc).__name__}: {exc})"
     return None
-
-
-def adapter_name(task: int) -> str:
-    return f"t{task}"
-
-
-def build_peft_model(backbone: Backbone, weights: list[dict[str, Tensor]], rank: int, alpha: float):
-    """A PeftModel with adapters t0..t{N-1} carrying exactly our LoRA-only tasks' weights."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=["query", "value"]
-    )
-    base = copy.deepcopy(backbone.model)
-    model = get_peft_model(base, config, adapter_name=adapter_name(0))
-    for task in range(1, len(weights)):
-        model.add_adapter(adapter_name(task), config)
-    layers = model.get_base_model().encoder.layer
-    with torch.no_grad():
-        for task, w in enumerate(weights):
-            name = adapter_name(task)
-            for index, layer in enumerate(layers):
-                for proj, module in (
-                    ("q", layer.attention.self.query),
-                    ("v", layer.attention.self.value),
-                ):
-                    # ours: x @ A (d, r) @ B (r, d); PEFT: Linear weights are (out, in).
-                    module.lora_A[name].weight.copy_(w[f"lora_{proj}_A"][index].t())
-                    module.lora_B[name].weight.copy_(w[f"lora_{proj}_B"][index].t())
-    return model.eval()
 
 
 def per_request_runner(model, encoder: Encoder, heads: dict) -> Runner:

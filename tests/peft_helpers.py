@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from adapters.backbone import Backbone
 
 
 def base_classifier(base_path: Path | str, num_labels: int, seed: int = 0):
@@ -70,3 +73,37 @@ def lora_effect(model, ids: Tensor, mask: Tensor, types: Tensor | None) -> float
             if n in saved:
                 p.copy_(saved[n])
     return float((with_lora - without).abs().max())
+
+
+def adapter_name(task: int) -> str:
+    return f"t{task}"
+
+
+def build_peft_model(backbone: Backbone, weights: list[dict[str, Tensor]], rank: int, alpha: float):
+    """A PeftModel with adapters t0..t{N-1} carrying exactly our LoRA-only tasks' weights.
+
+    It wraps a private copy of the backbone: PEFT replaces the model's Linear modules in
+    place, so the shared backbone must not be the one it wraps.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=["query", "value"]
+    )
+    base = copy.deepcopy(backbone.model)
+    model = get_peft_model(base, config, adapter_name=adapter_name(0))
+    for task in range(1, len(weights)):
+        model.add_adapter(adapter_name(task), config)
+    layers = model.get_base_model().encoder.layer
+    with torch.no_grad():
+        for task, w in enumerate(weights):
+            name = adapter_name(task)
+            for index, layer in enumerate(layers):
+                for proj, module in (
+                    ("q", layer.attention.self.query),
+                    ("v", layer.attention.self.value),
+                ):
+                    # ours: x @ A (d, r) @ B (r, d); PEFT: Linear weights are (out, in).
+                    module.lora_A[name].weight.copy_(w[f"lora_{proj}_A"][index].t())
+                    module.lora_B[name].weight.copy_(w[f"lora_{proj}_B"][index].t())
+    return model.eval()
