@@ -1,15 +1,15 @@
-"""TaskBank: per-task tensors stacked over slots, and the per-batch view of it.
+"""TaskBank: every resident task's tensors in the fused layout, stacked over slots.
 
-Per-layer tensors are stored layer-major, (L, S, ...), so one layer's slots form one
-contiguous block that a batch gathers rows from; head tensors are (S, ...). Tasks with smaller
-sizes (rank, bottleneck, prefix length, label count) are zero-padded to the bank's sizes; zero
-padding is exact. A batch selects each row's slot with an index vector and only pays for the
-largest size among the slots it uses.
+Tensors are slot-major, (S, L, ...) for per-layer tensors and (S, ...) for the head, so a
+batch gathers each tensor once for all layers. Tasks with smaller sizes (rank, bottleneck,
+prefix length, label count) are zero-padded to the bank's sizes; zero padding is exact. The
+per-slot scalars live twice: as Python values on the host (`SlotMeta`, what a batch plans
+with, never read back from the device) and as small device tables the forward gathers rows of.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -18,9 +18,14 @@ from adapters import constants as C
 from adapters.bottleneck import ACTIVATIONS
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError
-from adapters.schema import BackboneDims, bitfit_sizes
+from adapters.fused import TRIM, fuse, fused_shapes, mixing, mixing_shapes
+from adapters.schema import BackboneDims
 
 ACTIVATION_IDS = {name: i for i, name in enumerate(ACTIVATIONS)}
+G = len(C.GATE_NAMES)
+# Columns of the device gate table: gate on (G), gate constant (G), activation one-hot.
+ON, CONST, ACT = 0, G, 2 * G
+TABLE_WIDTH = 2 * G + len(ACTIVATIONS)
 
 
 @dataclass(frozen=True)
@@ -32,100 +37,87 @@ class BankSizes:
     prefix_length: int = 32
     num_labels: int = 16
 
-
-def bank_shapes(dims: BackboneDims, sizes: BankSizes) -> dict[str, tuple[int, ...]]:
-    """Per-slot shape of every bank tensor (without the slot dimension)."""
-    L, d, r, m = dims.layers, dims.hidden, sizes.lora_rank, sizes.bottleneck
-    P, n, G = sizes.prefix_length, sizes.num_labels, len(C.GATE_NAMES)
-    shapes = {
-        "lora_q_A": (L, d, r),
-        "lora_q_B": (L, r, d),
-        "lora_v_A": (L, d, r),
-        "lora_v_B": (L, r, d),
-        "prefix_k": (L, P, d),
-        "prefix_v": (L, P, d),
-        "adapter_down_w": (L, d, m),
-        "adapter_down_b": (L, m),
-        "adapter_up_w": (L, m, d),
-        "adapter_up_b": (L, d),
-        "gate_w": (L, d, G),
-        "gate_b": (L, G),
-        "head_dense_w": (d, d),
-        "head_dense_b": (d,),
-        "head_out_w": (d, n),
-        "head_out_b": (n,),
-    }
-    for target, width in bitfit_sizes(dims).items():
-        shapes[f"bitfit_{target}"] = (L, width)
-    return shapes
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.lora_rank, self.bottleneck, self.prefix_length, self.num_labels)
 
 
 @dataclass
 class SlotMeta:
-    """Per-slot scalars, each a tensor with leading dimension S."""
+    """Host-side per-slot scalars: plain Python values, one entry per slot."""
 
-    lora_rank: Tensor  # (S,) long
-    bottleneck: Tensor  # (S,) long
-    prefix_length: Tensor  # (S,) long
-    num_labels: Tensor  # (S,) long
-    bitfit: Tensor  # (S,) bool
-    activation: Tensor  # (S,) long, index into ACTIVATIONS
-    gate_on: Tensor  # (S, G) bool
-    gate_const: Tensor  # (S, G) float
+    lora_rank: list[int] = field(default_factory=list)
+    bottleneck: list[int] = field(default_factory=list)
+    prefix_length: list[int] = field(default_factory=list)
+    num_labels: list[int] = field(default_factory=list)
+    bitfit: list[bool] = field(default_factory=list)
+    gated: list[bool] = field(default_factory=list)
+    activation: list[int] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, slots: int, device: torch.device | str = "cpu") -> SlotMeta:
-        z = torch.zeros(slots, dtype=torch.long, device=device)
-        G = len(C.GATE_NAMES)
-        return cls(
-            lora_rank=z.clone(),
-            bottleneck=z.clone(),
-            prefix_length=z.clone(),
-            num_labels=z.clone(),
-            bitfit=torch.zeros(slots, dtype=torch.bool, device=device),
-            activation=z.clone(),
-            gate_on=torch.zeros(slots, G, dtype=torch.bool, device=device),
-            gate_const=torch.ones(slots, G, device=device),
-        )
+    def empty(cls, slots: int) -> SlotMeta:
+        return cls(*([0] * slots for _ in range(4)), [False] * slots, [False] * slots, [0] * slots)
 
     def write(self, slot: int, cfg: MethodConfig, num_labels: int) -> None:
-        """Record one task's sizes and gate settings in `slot`."""
         self.lora_rank[slot] = cfg.lora_r if cfg.lora else 0
         self.bottleneck[slot] = cfg.bottleneck if cfg.adapter else 0
         self.prefix_length[slot] = cfg.prefix_length if cfg.prefix else 0
         self.num_labels[slot] = num_labels
         self.bitfit[slot] = cfg.bitfit
-        self.activation[slot] = ACTIVATION_IDS[cfg.adapter_non_linearity]
-        on = (cfg.prefix, cfg.lora, cfg.lora, cfg.adapter)
-        self.gate_on[slot] = torch.tensor([cfg.uses_gates and o for o in on])
-        const = (1.0, cfg.lora_scaling, cfg.lora_scaling, 1.0)
-        self.gate_const[slot] = torch.tensor(const, dtype=self.gate_const.dtype)
+        self.gated[slot] = cfg.uses_gates
+        self.activation[slot] = ACTIVATION_IDS[cfg.adapter_non_linearity] if cfg.adapter else -1
 
 
-def is_layer_tensor(name: str) -> bool:
-    """Per-layer tensors (everything but the head) carry a leading layer dimension."""
-    return not name.startswith("head_")
+def gate_row(cfg: MethodConfig) -> list[float]:
+    """One slot's row of the gate table."""
+    on = (cfg.prefix, cfg.lora, cfg.lora, cfg.adapter)
+    gates = [float(cfg.uses_gates and o) for o in on]
+    const = [1.0, cfg.lora_scaling, cfg.lora_scaling, 1.0]
+    act = [0.0] * len(ACTIVATIONS)
+    act[ACTIVATION_IDS[cfg.adapter_non_linearity]] = 1.0
+    return gates + const + act
 
 
 class TaskBank:
-    """Stacked per-slot tensors plus metadata; the mixed forward reads it by slot index.
+    """Fused per-slot tensors, the device tables and the host mirror of the slots' sizes."""
 
-    `tensors[name]` is (L, S, ...) for per-layer tensors and (S, ...) for the head.
-    """
+    def __init__(
+        self,
+        tensors: dict[str, Tensor],
+        meta: SlotMeta,
+        gate_table: Tensor,
+        prefix_table: Tensor,
+        sizes: BankSizes,
+        dims: BackboneDims,
+    ) -> None:
+        self.tensors, self.meta, self.sizes, self.dims = tensors, meta, sizes, dims
+        self.gate_table = gate_table  # (S, TABLE_WIDTH), the bank's dtype
+        self.prefix_table = prefix_table  # (S, P) bool: which prefix positions are real
+        self._trimmed: dict[tuple[str, int], Tensor] = {}
 
-    def __init__(self, tensors: dict[str, Tensor], meta: SlotMeta) -> None:
-        self.tensors = tensors
-        self.meta = meta
+    @property
+    def slots(self) -> int:
+        return len(self.meta.lora_rank)
 
-    def slots_of(self, name: str, layer: int | None = None) -> Tensor:
-        """All slots' `name` tensor (at `layer` for per-layer tensors): (S, ...), contiguous."""
-        t = self.tensors[name]
-        return t[layer] if layer is not None else t
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.gate_table.dtype
 
-    def slot_view(self, name: str, slot: int) -> Tensor:
-        """One slot's `name` tensor as the artifact stores it: (L, ...) or the head's shape."""
-        t = self.tensors[name]
-        return t[:, slot] if is_layer_tensor(name) else t[slot]
+    @property
+    def device(self) -> torch.device:
+        return self.gate_table.device
+
+    def trimmed(self, name: str, width: int | None = None) -> Tensor:
+        """All slots' `name` tensor with its size dimension cut to `width` (a cached view)."""
+        if width is None or name not in TRIM:
+            return self.tensors[name]
+        key = (name, width)
+        view = self._trimmed.get(key)
+        if view is None:
+            view = self.tensors[name]
+            for dim in TRIM[name][0]:
+                view = view.narrow(dim, 0, width)
+            self._trimmed[key] = view
+        return view
 
     @classmethod
     def allocate(
@@ -137,15 +129,19 @@ class TaskBank:
         dtype: torch.dtype = torch.float32,
         lazy: bool = False,
     ) -> TaskBank:
-        """An all-zero pool of `slots` slots. `lazy`: leave the memory unwritten (`write`
-        zeroes a slot before filling it, and a batch only reads written slots), so on a CPU
+        """An all-zero pool of `slots` slots. `lazy`: leave the weight memory unwritten
+        (`write` overwrites a whole slot, and a batch only reads written slots), so on a CPU
         the pages are committed only as slots fill."""
+        shapes = fused_shapes(dims, *sizes.as_tuple())
+        shapes.update(mixing_shapes(sizes.lora_rank, sizes.bottleneck))
         new = torch.empty if lazy else torch.zeros
-        tensors = {}
-        for name, shape in bank_shapes(dims, sizes).items():
-            full = (shape[0], slots, *shape[1:]) if is_layer_tensor(name) else (slots, *shape)
-            tensors[name] = new(full, device=device, dtype=dtype)
-        return cls(tensors, SlotMeta.empty(slots, device))
+        tensors = {
+            name: new((slots, *shape), device=device, dtype=dtype) for name, shape in shapes.items()
+        }
+        table = torch.zeros(slots, TABLE_WIDTH, device=device, dtype=dtype)
+        table[:, CONST : CONST + G] = 1.0
+        prefix = torch.zeros(slots, sizes.prefix_length, device=device, dtype=torch.bool)
+        return cls(tensors, SlotMeta.empty(slots), table, prefix, sizes, dims)
 
     @classmethod
     def from_tasks(
@@ -153,44 +149,83 @@ class TaskBank:
         tasks: list[tuple[MethodConfig, dict[str, Tensor]]],
         dims: BackboneDims,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> TaskBank:
         """A bank holding exactly these tasks, slot i = tasks[i]."""
-        sizes = BankSizes(
-            lora_rank=max(c.lora_r for c, _ in tasks),
-            bottleneck=max(c.bottleneck for c, _ in tasks),
-            prefix_length=max(c.prefix_length for c, _ in tasks),
-            num_labels=max(w["head_out_b"].shape[0] for _, w in tasks),
-        )
-        bank = cls.allocate(len(tasks), dims, sizes, device)
+        bank = cls.allocate(len(tasks), dims, task_sizes(tasks), device, dtype)
         for slot, (cfg, weights) in enumerate(tasks):
             bank.write(slot, cfg, weights)
         return bank
 
-    @property
-    def slots(self) -> int:
-        return self.meta.lora_rank.shape[0]
+    @classmethod
+    def of_task(cls, cfg: MethodConfig, tensors: dict[str, Tensor], dims: BackboneDims) -> TaskBank:
+        """A one-slot bank over live tensors (gradients flow through it), sized to the task."""
+        sizes = task_sizes([(cfg, tensors)])
+        like = tensors["head_dense_w"]
+        fused = {k: v.unsqueeze(0) for k, v in fuse(tensors, dims, sizes.as_tuple(), like).items()}
+        for name, shape in mixing_shapes(sizes.lora_rank, sizes.bottleneck).items():
+            fused[name] = like.new_zeros(1, *shape)
+        bank = cls(
+            fused,
+            SlotMeta.empty(1),
+            like.new_zeros(1, TABLE_WIDTH),
+            torch.zeros(1, sizes.prefix_length, dtype=torch.bool, device=like.device),
+            sizes,
+            dims,
+        )
+        bank._write_meta(0, cfg, int(tensors["head_out_b"].shape[0]))
+        return bank
 
     @torch.no_grad()
     def write(self, slot: int, cfg: MethodConfig, weights: dict[str, Tensor]) -> None:
-        """Copy one task's tensors into `slot`, zeroing everything it does not use."""
-        for name in self.tensors:
-            target = self.slot_view(name, slot)
-            target.zero_()
-            source = weights.get(name)
-            if source is None:
-                continue
-            room = tuple(target.shape)
-            if len(source.shape) != len(room) or any(s > r for s, r in zip(source.shape, room)):
+        """Copy one task's tensors into `slot` (cast to the bank's dtype); the rest is zeroed."""
+        num_labels = int(weights["head_out_b"].shape[0])
+        mine = task_sizes([(cfg, weights)]).as_tuple()
+        room = self.sizes.as_tuple()
+        if any(m > r for m, r in zip(mine, room)):
+            raise ArtifactError(
+                f"a task of sizes {mine} (rank, bottleneck, prefix, labels) does not fit the "
+                f"pool's slot sizes {room}"
+            )
+        like = self.gate_table
+        cast = {k: v.to(device=like.device, dtype=like.dtype) for k, v in weights.items()}
+        try:
+            fused = fuse(cast, self.dims, room, like)
+        except (RuntimeError, ValueError) as exc:
+            raise ArtifactError(f"task tensors do not fit the pool's slot shapes: {exc}") from exc
+        for name, source in fused.items():
+            target = self.tensors[name]
+            if tuple(source.shape) != tuple(target.shape[1:]):
                 raise ArtifactError(
-                    f"tensor {name} of shape {tuple(source.shape)} does not fit the pool's "
-                    f"slot shape {room}"
+                    f"tensor {name} of shape {tuple(source.shape)} does not fit the "
+                    f"pool's slot shape {tuple(target.shape[1:])}"
                 )
-            index = tuple(slice(0, s) for s in source.shape)
-            target[index].copy_(source)
-        self.meta.write(slot, cfg, int(weights["head_out_b"].shape[0]))
+            target[slot].copy_(source)
+        self._write_meta(slot, cfg, num_labels)
+
+    @torch.no_grad()
+    def _write_meta(self, slot: int, cfg: MethodConfig, num_labels: int) -> None:
+        self.meta.write(slot, cfg, num_labels)
+        row = gate_row(cfg)
+        self.gate_table[slot] = torch.tensor(row, dtype=self.dtype).to(self.device)
+        mix = mixing(row[ON:CONST], row[CONST : CONST + G], *self.sizes.as_tuple()[:2])
+        for name, table in mix.items():
+            self.tensors[name][slot].copy_(table)
+        length = self.meta.prefix_length[slot]
+        self.prefix_table[slot] = torch.arange(self.prefix_table.shape[1]) < length
 
     @torch.no_grad()
     def clear(self, slot: int) -> None:
-        for name in self.tensors:
-            self.slot_view(name, slot).zero_()
-        self.meta.write(slot, MethodConfig.preset("head"), 0)
+        for t in self.tensors.values():
+            t[slot].zero_()
+        self._write_meta(slot, MethodConfig.preset("head"), 0)
+
+
+def task_sizes(tasks: list[tuple[MethodConfig, dict[str, Tensor]]]) -> BankSizes:
+    """The smallest sizes that hold these tasks."""
+    return BankSizes(
+        lora_rank=max(c.lora_r if c.lora else 0 for c, _ in tasks),
+        bottleneck=max(c.bottleneck if c.adapter else 0 for c, _ in tasks),
+        prefix_length=max(c.prefix_length if c.prefix else 0 for c, _ in tasks),
+        num_labels=max(int(w["head_out_b"].shape[0]) for _, w in tasks),
+    )

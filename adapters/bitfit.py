@@ -14,5 +14,5 @@ def init_bitfit_weights(dims: BackboneDims) -> dict[str, Tensor]:
 
 
 def add_bias(x: Tensor, delta: Tensor | None) -> Tensor:
-    """x: (B, T, w); delta: (B, w) per-row bias delta, or None when no row uses BitFit."""
-    return x if delta is None else x + delta.unsqueeze(1)
+    """x: (B, T, w); delta: (B, 1, w) per-row bias delta, or None when no row uses BitFit."""
+    return x if delta is None else x + delta

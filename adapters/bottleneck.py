@@ -7,26 +7,32 @@ import torch.nn.functional as F
 from torch import Tensor
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "swish": F.silu}
+_BY_ID = tuple(ACTIVATIONS.values())
 
 
-def adapter_delta(
+def add_adapter(
     h: Tensor,
-    down_w: Tensor,
-    down_b: Tensor,
+    projected: Tensor,
     up_w: Tensor,
     up_b: Tensor,
     scale: Tensor,
-    activation: str = "relu",
+    activations: tuple[int, ...],
+    onehot: Tensor | None,
 ) -> Tensor:
-    """Per-row adapter output to add to h: scale * (f(h W_down + b_down) W_up + b_up).
+    """h + scale * (f(h W_down + b_down) W_up + b_up), per row.
 
-    h: (B, T, d); down_w: (B, d, m); down_b: (B, m); up_w: (B, m, d); up_b: (B, d) (a leading
-    1 instead of B when every row uses the same task); scale: (B,). Zero-padded bottleneck
-    units contribute exactly zero. The scale is applied to the small (B, T, m) tensor.
+    projected: (B, T, 1 + m) the fused down-projection (column 0 is the gate logit, whose row
+    of `up_w` (B, 1 + m, d) is zero); up_b: (B, 1, d); scale: (B, 1, 1). Zero-padded
+    bottleneck units contribute exactly zero (every activation maps 0 to 0). When rows use
+    different activations, each row keeps its own through `onehot` (B, activations).
     """
-    s = scale.view(-1, 1, 1)
-    z = ACTIVATIONS[activation](torch.matmul(h, down_w) + down_b.unsqueeze(1))  # (B, T, m)
-    return torch.matmul(z * s, up_w) + up_b.unsqueeze(1) * s  # (B, T, d)
+    ys = [torch.baddbmm(up_b, _BY_ID[a](projected), up_w) for a in activations]  # (B, T, d)
+    out = ys[0]
+    if onehot is not None:
+        out = out * onehot[:, activations[0], None, None]
+        for a, y in zip(activations[1:], ys[1:]):
+            out = torch.addcmul(out, y, onehot[:, a, None, None])
+    return torch.addcmul(h, out, scale)
 
 
 def init_adapter_weights(layers: int, hidden: int, bottleneck: int) -> dict[str, Tensor]:

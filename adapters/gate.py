@@ -6,26 +6,23 @@ import torch
 from torch import Tensor
 
 
-def gate_values(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """Per-row gate scores.
+def gate_means(logits: Tensor, weights: Tensor) -> Tensor:
+    """Per-row gate scores: the mean over real tokens of sigmoid(logits), as one bmm.
 
-    x: (B, T, d) the gated submodule's input; mask: (B, T) 1 for real tokens;
-    weight: (B, d, G) per-row gate weights, or (1, d, G) shared; bias: (B, G). Returns (B, G).
-    Padding is excluded from the mean so a row's gate never depends on its batch neighbours.
+    logits: (B, T, c) (the gate columns of a fused projection, plus columns the caller
+    ignores); weights: (B, 1, T) 1/count on real tokens, 0 on padding, so padding never
+    enters the mean and a row's gate never depends on its batch neighbours. Returns (B, 1, c).
     """
-    scores = torch.sigmoid(torch.matmul(x, weight) + bias.unsqueeze(1))  # (B, T, G)
-    m = mask.to(scores.dtype).unsqueeze(-1)  # (B, T, 1)
-    return (scores * m).sum(1) / m.sum(1).clamp_min(1.0)
+    return torch.bmm(weights, torch.sigmoid(logits))
 
 
-def mix_constants(gates: Tensor | None, gate_on: Tensor, gate_const: Tensor) -> Tensor:
-    """Use the learned gate where a row's task has gates, its constant scale elsewhere.
-
-    gates: (B, G) or None when no row in the batch is gated; gate_on, gate_const: (B, G).
-    """
-    if gates is None:
-        return gate_const
-    return torch.where(gate_on, gates, gate_const)
+def mix_gates(off: Tensor, means: Tensor | None, on: Tensor | None) -> Tensor:
+    """Each column's scale: `off + means @ on`, i.e. the learned gate where a row's task has
+    gates and its constant scale elsewhere. off: (B, 1, c'); means: (B, 1, c); on: (B, c, c')
+    (None when no row in the batch is gated)."""
+    if means is None or on is None:
+        return off
+    return torch.baddbmm(off, means, on)
 
 
 def init_gate_weights(layers: int, hidden: int, count: int) -> tuple[Tensor, Tensor]:

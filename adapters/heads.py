@@ -8,23 +8,19 @@ from torch import Tensor
 
 
 def head_logits(
-    pooled: Tensor,
-    dense_w: Tensor,
-    dense_b: Tensor,
-    out_w: Tensor,
-    out_b: Tensor,
-    dropout: float = 0.0,
-    training: bool = False,
+    hidden: Tensor, head: dict[str, Tensor], dropout: float = 0.0, training: bool = False
 ) -> Tensor:
-    """pooled: (B, d); dense_w: (B, d, d); dense_b: (B, d); out_w: (B, d, n); out_b: (B, n)
-    (leading 1 instead of B when every row uses the same task).
+    """hidden: (B, T, d); head: `head_w` (B, d, d), `head_b` (B, 1, d), `head_out_w` (B, d, n),
+    `head_out_b` (B, 1, n). Returns logits (B, n).
 
     Label counts of different tasks are zero-padded to the batch's largest n; callers keep
     each row's first n_labels logits.
     """
-    h = torch.tanh(torch.matmul(pooled.unsqueeze(1), dense_w).squeeze(1) + dense_b)  # (B, d)
-    h = F.dropout(h, dropout, training)
-    return torch.matmul(h.unsqueeze(1), out_w).squeeze(1) + out_b  # (B, n)
+    pooled = hidden[:, :1]  # (B, 1, d) the first token
+    h = torch.tanh(torch.baddbmm(head["head_b"], pooled, head["head_w"]))
+    if training:
+        h = F.dropout(h, dropout, training)
+    return torch.baddbmm(head["head_out_b"], h, head["head_out_w"]).squeeze(1)
 
 
 def init_head_weights(

@@ -8,15 +8,16 @@ import torch
 from torch import Tensor
 
 
-def add_lora(y: Tensor, x: Tensor, a: Tensor, b: Tensor, scale: Tensor) -> Tensor:
-    """y + scale * (x A) B, per row.
+def add_lora(qkv: Tensor, projected: Tensor, scale: Tensor, up: Tensor) -> Tensor:
+    """Both LoRA deltas added to the fused QKV output in one baddbmm.
 
-    y, x: (B, T, d); a: (B, d, r) and b: (B, r, d), or (1, d, r) / (1, r, d) when every row
-    uses the same task; scale: (B,). Ranks of different tasks are zero-padded to the batch's
-    largest r, which adds exact zeros. The scale multiplies the small (B, T, r) tensor.
+    qkv: (B, T, 3d) with columns [q | v | k]; projected: (B, T, 3 + 2r) the in-projection
+    ([3 gate logits, then x A_q and x A_v interleaved by rank]); scale: (B, 1, 3 + 2r) each
+    column's scale (the gate or alpha/r); up: (B, 3 + 2r, 3d), B_q under the q columns and B_v
+    under the v columns, zero rows for the gate columns. Ranks are zero-padded to the batch's r,
+    which adds exact zeros.
     """
-    low = torch.matmul(x, a) * scale.view(-1, 1, 1)  # (B, T, r)
-    return y + torch.matmul(low, b)  # (B, T, d)
+    return torch.baddbmm(qkv, projected * scale, up)
 
 
 def init_lora_weights(layers: int, hidden: int, rank: int) -> tuple[Tensor, Tensor]:

@@ -1,8 +1,10 @@
 """The mixed-task forward: one pass over a batch whose rows belong to different tasks.
 
 We own the layer loop over the frozen transformers modules (their weights are read, never
-copied or changed), so per-row LoRA, prefix, adapter, gates, BitFit deltas and heads can be
-applied with batched gathers and bmm. With nothing active this is the backbone's own forward.
+changed; Q, K and V are fused into one GEMM), so per-row LoRA, prefix, adapter, gates, BitFit
+deltas and heads apply with batched matmuls over the bank's fused layout (`adapters.fused`).
+Every per-batch decision comes from a host-side `BatchPlan`, so the forward never reads a
+device tensor back. With nothing active this is the backbone's own forward.
 """
 
 from __future__ import annotations
@@ -13,91 +15,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adapters import constants as C
 from adapters.backbone import Backbone
 from adapters.bank import TaskBank
 from adapters.bitfit import add_bias
-from adapters.bottleneck import ACTIVATIONS, adapter_delta
-from adapters.gate import gate_values, mix_constants
+from adapters.bottleneck import add_adapter
+from adapters.gate import gate_means, mix_gates
 from adapters.heads import head_logits
 from adapters.lora import add_lora
-from adapters.prefix import prefix_keys_values
-
-_ACT_NAMES = tuple(ACTIVATIONS)
+from adapters.plan import BatchPlan, plan_batch
+from adapters.prefix import prepend_prefix
+from adapters.rows import BatchRows
 
 
 @dataclass
 class ForwardOutput:
     logits: Tensor  # (B, n) padded to the batch's largest label count
-    num_labels: Tensor  # (B,) each row's real label count
+    num_labels: Tensor  # (B,) each row's real label count (a host tensor)
     hidden: Tensor  # (B, T, d) last hidden states
     gates: Tensor | None  # (B, L, G) gate values actually applied, when asked for
-
-
-@dataclass
-class BatchView:
-    """What a batch needs from the bank: row slots and the largest sizes among them."""
-
-    bank: TaskBank
-    slots: Tensor  # (B,) long
-    rank: int
-    bottleneck: int
-    prefix_length: int
-    num_labels: int
-    any_gates: bool
-    any_bitfit: bool
-    activations: list[int]
-    gate_on: Tensor  # (B, G)
-    gate_const: Tensor  # (B, G)
-    index: Tensor | slice  # rows' slots, or one slot's slice when all rows share it
-    prefix_uniform: bool  # every row's prefix has the batch's length (no prefix padding)
-    unpadded: bool = False  # no padding tokens in the batch
-
-    @classmethod
-    def of(cls, bank: TaskBank, slots: Tensor) -> BatchView:
-        meta = bank.meta
-        used = torch.unique(slots)
-        adapters_used = used[meta.bottleneck[used] > 0]
-        # One task in the batch: read its slot as a (1, ...) view, no gather, broadcast matmul.
-        index = slice(int(used[0]), int(used[0]) + 1) if used.numel() == 1 else slots
-        prefix = int(meta.prefix_length[used].max())
-        return cls(
-            bank=bank,
-            slots=slots,
-            rank=int(meta.lora_rank[used].max()),
-            bottleneck=int(meta.bottleneck[used].max()),
-            prefix_length=prefix,
-            num_labels=int(meta.num_labels[used].max()),
-            any_gates=bool(meta.gate_on[used].any()),
-            any_bitfit=bool(meta.bitfit[used].any()),
-            activations=sorted({int(a) for a in meta.activation[adapters_used]}),
-            gate_on=meta.gate_on[slots],
-            gate_const=meta.gate_const[slots],
-            index=index,
-            prefix_uniform=bool((meta.prefix_length[used] == prefix).all()),
-        )
-
-    def take(self, name: str, layer: int | None = None, trim: int | None = None) -> Tensor:
-        """Each row's tensor `name` (at `layer`), last dim cut to `trim`: (B, ...) or (1, ...)."""
-        t = self.bank.slots_of(name, layer)  # (S, ...)
-        if trim is not None:
-            t = t[..., :trim]
-        return self._rows(t)
-
-    def take_rows(self, name: str, layer: int, trim: int) -> Tensor:
-        """Like `take` but cutting the second-to-last dim (B-matrices, prefixes, up-proj)."""
-        return self._rows(self.bank.slots_of(name, layer)[:, :trim])
-
-    def _rows(self, t: Tensor) -> Tensor:
-        if isinstance(self.index, slice):
-            return t[self.index]  # one task: a view, no copy
-        return t.index_select(0, self.index)
-
-    def bitfit(self, target: str, layer: int) -> Tensor | None:
-        return self.take(f"bitfit_{target}", layer) if self.any_bitfit else None
-
-    def row_lengths(self, lengths: Tensor) -> Tensor:
-        return lengths[self.slots]
 
 
 class UniPELTModel(nn.Module):
@@ -111,6 +46,16 @@ class UniPELTModel(nn.Module):
         self.hidden_dropout = cfg.hidden_dropout_prob
         self.attention_dropout = cfg.attention_probs_dropout_prob
         self.heads = cfg.num_attention_heads
+        for i, layer in enumerate(backbone.layers):
+            w, b = _qkv(layer)
+            self.register_buffer(f"qkv_w{i}", w.detach().clone(), persistent=False)
+            self.register_buffer(f"qkv_b{i}", b.detach().clone(), persistent=False)
+
+    def qkv(self, index: int, layer: nn.Module) -> tuple[Tensor, Tensor]:
+        """The fused [q | v | k] projection: a frozen copy, or live when the backbone trains."""
+        if layer.attention.self.query.weight.requires_grad:
+            return _qkv(layer)
+        return getattr(self, f"qkv_w{index}"), getattr(self, f"qkv_b{index}")
 
     def forward(
         self,
@@ -120,26 +65,23 @@ class UniPELTModel(nn.Module):
         slots: Tensor,
         token_type_ids: Tensor | None = None,
         return_gates: bool = False,
+        plan: BatchPlan | None = None,
     ) -> ForwardOutput:
-        view = BatchView.of(bank, slots)
-        view.unpadded = bool(attention_mask.all())
+        """Without `plan`, one is built by reading `slots` and the mask on the host (free for
+        CPU tensors); servers pass the plan they built from Python values."""
+        if plan is None:
+            plan = plan_batch(bank, slots.tolist(), padded=not bool(attention_mask.all()))
+        many_acts = len(plan.activations) > 1
+        rows = BatchRows.gather(bank, slots, plan, attention_mask, return_gates or many_acts)
         x = self.embed(input_ids, token_type_ids)  # (B, T, d)
         gates = []
         for index, layer in enumerate(self.backbone.layers):
-            x, layer_gates = self.layer_forward(layer, index, x, attention_mask, view)
+            x, layer_gates = self.layer_forward(layer, index, x, rows, return_gates)
             gates.append(layer_gates)
-        logits = head_logits(
-            x[:, 0],
-            view.take("head_dense_w"),
-            view.take("head_dense_b"),
-            view.take("head_out_w", trim=view.num_labels),
-            view.take("head_out_b", trim=view.num_labels),
-            dropout=self.hidden_dropout,
-            training=self.training,
-        )
+        logits = head_logits(x, rows.head, self.hidden_dropout, self.training)
         return ForwardOutput(
             logits=logits,
-            num_labels=view.row_lengths(bank.meta.num_labels),
+            num_labels=torch.tensor(plan.num_labels, dtype=torch.long),
             hidden=x,
             gates=torch.stack(gates, dim=1) if return_gates else None,
         )
@@ -153,125 +95,72 @@ class UniPELTModel(nn.Module):
         return project(x) if project is not None else x
 
     def layer_forward(
-        self, layer: nn.Module, index: int, x: Tensor, mask: Tensor, view: BatchView
-    ) -> tuple[Tensor, Tensor]:
+        self, layer: nn.Module, index: int, x: Tensor, rows: BatchRows, want_gates: bool
+    ) -> tuple[Tensor, Tensor | None]:
         """One transformer layer with each row's submodules. Returns (x, gates (B, G))."""
+        plan, w = rows.plan, rows.layers[index]
         attn, ffn_in, ffn_out = layer.attention, layer.intermediate, layer.output
-        # Gates for prefix and LoRA read the layer input.
-        g_in = None
-        if view.any_gates:
-            g_in = gate_values(
-                x, mask, view.take("gate_w", index, trim=3), view.take("gate_b", index, trim=3)
-            )
-        g = mix_constants(g_in, view.gate_on[:, :3], view.gate_const[:, :3])  # (B, 3)
-
-        sa = attn.self
-        q = add_bias(sa.query(x), view.bitfit("q", index))
-        k = add_bias(sa.key(x), view.bitfit("k", index))
-        v = add_bias(sa.value(x), view.bitfit("v", index))
-        if view.rank:
-            r = view.rank
-            q = add_lora(
-                q,
-                x,
-                view.take("lora_q_A", index, trim=r),
-                view.take_rows("lora_q_B", index, r),
-                g[:, C.GATE_LORA_Q],
-            )
-            v = add_lora(
-                v,
-                x,
-                view.take("lora_v_A", index, trim=r),
-                view.take_rows("lora_v_B", index, r),
-                g[:, C.GATE_LORA_V],
-            )
-        key_mask = mask
-        if view.prefix_length:
-            P = view.prefix_length
-            lengths = view.row_lengths(view.bank.meta.prefix_length)  # (B,)
-            prefix_mask = torch.arange(P, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
-            k, v, key_mask = prefix_keys_values(
-                k,
-                v,
-                mask,
-                view.take_rows("prefix_k", index, P),
-                view.take_rows("prefix_v", index, P),
-                prefix_mask,
-                g[:, C.GATE_PREFIX],
-            )
-        if view.unpadded and view.prefix_uniform:
-            key_mask = None  # every key is real: let attention skip the mask
-        context = self.attention(q, k, v, key_mask)  # (B, T, d)
-
-        h = F.dropout(
-            add_bias(attn.output.dense(context), view.bitfit("attn_out", index)),
-            self.hidden_dropout,
-            self.training,
-        )
-        h = self.layer_norm(attn.output.LayerNorm, h + x, view.bitfit("ln_attn", index))
-        f = add_bias(ffn_in.dense(h), view.bitfit("ffn_in", index))
-        f = ffn_in.intermediate_act_fn(f)
-        f = F.dropout(
-            add_bias(ffn_out.dense(f), view.bitfit("ffn_out", index)),
-            self.hidden_dropout,
-            self.training,
-        )
-        f = self.layer_norm(ffn_out.LayerNorm, f + h, view.bitfit("ln_ffn", index))
-
-        g_a = view.gate_const[:, C.GATE_ADAPTER]
-        if view.bottleneck:
-            f, g_a = self.adapter(f, mask, index, view)
-        return f, torch.cat([g, g_a.unsqueeze(1)], dim=1)
-
-    def adapter(
-        self, f: Tensor, mask: Tensor, index: int, view: BatchView
-    ) -> tuple[Tensor, Tensor]:
-        """Bottleneck adapter after the FFN block, gated by its own input."""
-        g_a = None
-        if view.any_gates:
-            g_a = gate_values(
-                f,
-                mask,
-                view.take("gate_w", index)[:, :, C.GATE_ADAPTER :],
-                view.take("gate_b", index)[:, C.GATE_ADAPTER :],
-            )
-        A = C.GATE_ADAPTER
-        scale = mix_constants(g_a, view.gate_on[:, A:], view.gate_const[:, A:]).squeeze(1)
-        m = view.bottleneck
-        args = (
-            view.take("adapter_down_w", index, trim=m),
-            view.take("adapter_down_b", index, trim=m),
-            view.take_rows("adapter_up_w", index, m),
-            view.take("adapter_up_b", index),
-        )
-        if len(view.activations) <= 1:
-            act = _ACT_NAMES[view.activations[0]] if view.activations else "relu"
-            return f + adapter_delta(f, *args, scale, act), scale
-        row_act = view.row_lengths(view.bank.meta.activation)
-        delta = torch.zeros_like(f)
-        for a in view.activations:
-            d_a = adapter_delta(f, *args, scale, _ACT_NAMES[a])
-            delta = torch.where((row_act == a).view(-1, 1, 1), d_a, delta)
-        return f + delta, scale
-
-    def attention(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None) -> Tensor:
-        """Multi-head scaled dot-product attention. q: (B, T, d); k, v: (B, S, d)."""
-        B, T, d = q.shape
+        d = x.shape[-1]
+        qkv = add_bias(F.linear(x, *self.qkv(index, layer)), w.get("bitfit_qkv"))  # [q|v|k]
+        means = None
+        scale = rows.mix["lora_off"]  # (B, 1, 3 + 2r): prefix scale in column 0, LoRA's from 3
+        if "in_w" in w:
+            projected = torch.baddbmm(w["in_b"], x, w["in_w"])  # gate logits, x A_q, x A_v
+            if plan.gated:
+                means = gate_means(projected, rows.gate_weights)
+                scale = mix_gates(scale, means, rows.mix["lora_on"])
+            if plan.rank:
+                qkv = add_lora(qkv, projected, scale, w["lora_up"])
         H = self.heads
-        qh = q.view(B, T, H, d // H).transpose(1, 2)  # (B, H, T, dh)
-        kh = k.view(B, k.shape[1], H, d // H).transpose(1, 2)  # (B, H, S, dh)
-        vh = v.view(B, v.shape[1], H, d // H).transpose(1, 2)
-        allowed = key_mask.bool()[:, None, None, :] if key_mask is not None else None  # (B,1,1,S)
+        q, values_keys = qkv.unflatten(-1, (3, H, d // H)).permute(0, 2, 3, 1, 4).split([1, 2], 1)
+        if plan.prefix:  # (B, 2, H, P + T, dh)
+            values_keys = prepend_prefix(
+                values_keys, w["prefix"], scale[..., :1].view(-1, 1, 1, 1, 1)
+            )
+        context = self.attention(q.squeeze(1), *values_keys.unbind(1), rows.key_mask)
+
+        h = add_bias(attn.output.dense(context), w.get("bitfit_attn_out"))
+        h = self.layer_norm(attn.output.LayerNorm, self.dropout(h) + x, w.get("bitfit_ln_attn"))
+        f = ffn_in.intermediate_act_fn(add_bias(ffn_in.dense(h), w.get("bitfit_ffn_in")))
+        f = self.dropout(add_bias(ffn_out.dense(f), w.get("bitfit_ffn_out")))
+        f = self.layer_norm(ffn_out.LayerNorm, f + h, w.get("bitfit_ln_ffn"))
+
+        adapter_mean = None
+        if plan.bottleneck:
+            projected = torch.baddbmm(w["ad_b"], f, w["ad_w"])  # gate logit, then h W_down + b
+            a_scale = rows.mix["ad_off"]  # (B, 1, 1)
+            if plan.gated:
+                adapter_mean = gate_means(projected, rows.gate_weights)
+                a_scale = mix_gates(a_scale, adapter_mean, rows.mix["ad_on"])
+            onehot = rows.activation_onehot() if len(plan.activations) > 1 else None
+            f = add_adapter(
+                f, projected, w["ad_up"], w["ad_up_b"], a_scale, plan.activations, onehot
+            )
+        return f, rows.gate_values(means, adapter_mean) if want_gates else None
+
+    def attention(self, q: Tensor, v: Tensor, k: Tensor, key_mask: Tensor | None) -> Tensor:
+        """Multi-head scaled dot-product attention. q: (B, H, T, dh); k, v: (B, H, S, dh)."""
+        B, H, T, dh = q.shape
         out = F.scaled_dot_product_attention(
-            qh,
-            kh,
-            vh,
-            attn_mask=allowed,
+            q,
+            k,
+            v,
+            attn_mask=key_mask,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )
-        return out.transpose(1, 2).reshape(B, T, d)
+        return out.transpose(1, 2).reshape(B, T, H * dh)
+
+    def dropout(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.hidden_dropout, True) if self.training else x
 
     @staticmethod
     def layer_norm(ln: nn.LayerNorm, x: Tensor, bias_delta: Tensor | None) -> Tensor:
         y = F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
         return add_bias(y, bias_delta)
+
+
+def _qkv(layer: nn.Module) -> tuple[Tensor, Tensor]:
+    sa = layer.attention.self
+    w = torch.cat([sa.query.weight, sa.value.weight, sa.key.weight], 0)  # (3d, d)
+    b = torch.cat([sa.query.bias, sa.value.bias, sa.key.bias], 0)
+    return w, b

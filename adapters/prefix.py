@@ -29,22 +29,11 @@ class PrefixEncoder(nn.Module):
         return out[0], out[1]
 
 
-def prefix_keys_values(
-    k: Tensor,
-    v: Tensor,
-    mask: Tensor,
-    prefix_k: Tensor,
-    prefix_v: Tensor,
-    prefix_mask: Tensor,
-    scale: Tensor,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Prepend each row's gated prefix to its keys and values.
+def prepend_prefix(values_keys: Tensor, prefix: Tensor, scale: Tensor) -> Tensor:
+    """Prepend each row's gated prefix to its values and keys, in one cat.
 
-    k, v: (B, T, d); mask: (B, T); prefix_k, prefix_v: (B, P, d), padded to the batch's longest
-    prefix; prefix_mask: (B, P) 1 where a row's prefix is real; scale: (B,).
-    Returns keys and values (B, P + T, d) and the key mask (B, P + T).
+    values_keys: (B, 2, H, T, dh) the values and keys of the fused QKV output by head; prefix:
+    (B, 2, H, P, dh) [P_V, P_K] zero-padded to the batch's longest prefix (padding positions
+    are masked in attention); scale: (B, 1, 1, 1, 1). Returns (B, 2, H, P + T, dh).
     """
-    s = scale.view(-1, 1, 1)
-    keys = torch.cat([prefix_k * s, k], dim=1)
-    values = torch.cat([prefix_v * s, v], dim=1)
-    return keys, values, torch.cat([prefix_mask.to(mask.dtype), mask], dim=1)
+    return torch.cat([prefix * scale, values_keys], dim=3)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from adapters import constants as C
 from adapters.backbone import Backbone
-from adapters.bank import BankSizes, SlotMeta, TaskBank, bank_shapes, is_layer_tensor
+from adapters.bank import TaskBank
 from adapters.bitfit import init_bitfit_weights
 from adapters.bottleneck import init_adapter_weights
 from adapters.config import MethodConfig
@@ -45,8 +45,6 @@ class TaskAdapter(nn.Module):
         self.prefix = (
             PrefixEncoder(L, d, cfg.prefix_length, cfg.prefix_hidden) if cfg.prefix else None
         )
-        self._meta = SlotMeta.empty(1)
-        self._meta.write(0, cfg, num_labels)
 
     def tensors(self) -> dict[str, Tensor]:
         """Current per-task tensors in artifact layout (prefix from its MLP, graph-connected)."""
@@ -57,25 +55,7 @@ class TaskAdapter(nn.Module):
 
     def bank(self) -> TaskBank:
         """A one-slot bank over this task's live parameters; gradients flow through it."""
-        tensors = self.tensors()
-        device = next(self.parameters()).device
-        shapes = bank_shapes(self.dims, self._sizes())
-        full = {}
-        for name, shape in shapes.items():
-            t = tensors.get(name)
-            if t is None:
-                t = torch.zeros(shape, device=device)
-            full[name] = t.unsqueeze(1) if is_layer_tensor(name) else t.unsqueeze(0)
-        meta = SlotMeta(**{k: v.to(device) for k, v in vars(self._meta).items()})
-        return TaskBank(full, meta)
-
-    def _sizes(self) -> BankSizes:
-        return BankSizes(
-            lora_rank=self.cfg.lora_r,
-            bottleneck=self.cfg.bottleneck,
-            prefix_length=self.cfg.prefix_length,
-            num_labels=self.num_labels,
-        )
+        return TaskBank.of_task(self.cfg, self.tensors(), self.dims)
 
     @torch.no_grad()
     def export(self) -> dict[str, Tensor]:
