@@ -18,7 +18,7 @@ from adapters import constants as C
 from adapters.bottleneck import ACTIVATIONS
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError
-from adapters.fused import TRIM, fuse, fused_shapes, mixing, mixing_shapes
+from adapters.fused import TRIM, fuse, fused_shapes, mixing, mixing_shapes, unfused
 from adapters.schema import BackboneDims
 
 ACTIVATION_IDS = {name: i for i, name in enumerate(ACTIVATIONS)}
@@ -105,6 +105,10 @@ class TaskBank:
     @property
     def device(self) -> torch.device:
         return self.gate_table.device
+
+    def slot_view(self, name: str, slot: int) -> Tensor:
+        """One slot's tensor `name` in the artifact's layout, at the bank's sizes."""
+        return unfused(self.tensors, name, slot)
 
     def trimmed(self, name: str, width: int | None = None) -> Tensor:
         """All slots' `name` tensor with its size dimension cut to `width` (a cached view)."""

@@ -6,9 +6,9 @@ bank keeps them fused, per layer, so one batched matmul does the work of several
 - `in_w` (3 + 2R, d), used transposed: the prefix and both LoRA gates, then A_q and A_v
   interleaved by rank ([g_p, g_q, g_v, a_q0, a_v0, a_q1, a_v1, ...]); with `in_b` (1, 3 + 2R)
   one baddbmm gives the three gate logits and both LoRA down-projections.
-- `lora_up` (3 + 2R, 3d): rows 0-2 zero, then B_q and B_v rows in the same interleaved order,
-  placed under the q and v columns of the fused QKV output ([q | v | k]), so one baddbmm adds
-  both LoRA deltas to it.
+- `lora_up` (3 + 2R, 2d): rows 0-2 zero, then B_q and B_v rows in the same interleaved order,
+  block-diagonal into [q | v], so one baddbmm adds both LoRA deltas to the q and v columns of
+  the fused QKV output (whose column order is [q | v | k]).
 - `prefix` (2, H, P, d/H): [P_V, P_K] in attention's head layout, to prepend to the values
   and keys (the [v | k] part of the QKV output, viewed by head) in one cat.
 - `ad_w` (1 + M, d) used transposed, `ad_b` (1, 1 + M): the adapter's gate folded into its
@@ -42,7 +42,7 @@ def fused_shapes(dims: BackboneDims, rank: int, bottleneck: int, prefix: int, la
     shapes = {
         "in_w": (L, c, d),
         "in_b": (L, 1, c),
-        "lora_up": (L, c, 3 * d),
+        "lora_up": (L, c, 2 * d),
         "prefix": (L, 2, dims.heads, prefix, dims.head_dim),
         "ad_w": (L, a, d),
         "ad_b": (L, 1, a),
@@ -142,10 +142,8 @@ def fuse(
     a_q, a_v = (_pad(get(n, (L, d, 0)), -1, R) for n in ("lora_q_A", "lora_v_A"))
     b_q, b_v = (_pad(get(n, (L, 0, d)), -2, R) for n in ("lora_q_B", "lora_v_B"))
     inter = torch.stack([a_q, a_v], dim=-1).reshape(L, d, 2 * R)
-    zeros = like.new_zeros(L, R, 2 * d)
-    up = torch.stack(
-        [torch.cat([b_q, zeros], -1), torch.cat([zeros[..., :d], b_v, zeros[..., d:]], -1)], dim=2
-    )
+    zeros = like.new_zeros(L, R, d)
+    up = torch.stack([torch.cat([b_q, zeros], -1), torch.cat([zeros, b_v], -1)], dim=2)
     pv = _pad(get("prefix_v", (L, 0, d)), -2, P)
     pk = _pad(get("prefix_k", (L, 0, d)), -2, P)
     down = _pad(get("adapter_down_w", (L, d, 0)), -1, M)
@@ -156,7 +154,7 @@ def fuse(
     out = {
         "in_w": torch.cat([gate_w[..., :GATES_IN], inter], -1).transpose(1, 2),
         "in_b": F.pad(gate_b[:, :GATES_IN], (0, 2 * R)).unsqueeze(1),
-        "lora_up": F.pad(up.reshape(L, 2 * R, 3 * d), (0, 0, GATES_IN, 0)),
+        "lora_up": F.pad(up.reshape(L, 2 * R, 2 * d), (0, 0, GATES_IN, 0)),
         "prefix": torch.stack([pv, pk], 1).unflatten(-1, (dims.heads, -1)).transpose(2, 3),
         "ad_w": torch.cat([gate_w[..., C.GATE_ADAPTER :], down], -1).transpose(1, 2),
         "ad_b": torch.cat([gate_b[:, C.GATE_ADAPTER :], down_b], -1).unsqueeze(1),
@@ -170,3 +168,43 @@ def fuse(
     }
     out.update({f"bitfit_{t}": bitfit[t] for t in BITFIT_SINGLE})
     return out
+
+
+def unfused(tensors: dict[str, Tensor], name: str, slot: int) -> Tensor:
+    """One slot's artifact-layout tensor `name` read back from the fused layout, at the
+    bank's sizes (a view where the layout allows, else a copy)."""
+    t = {k: v[slot] for k, v in tensors.items()}
+    d = t["ad_up_b"].shape[-1]
+    g = GATES_IN
+    if name.startswith("lora_"):
+        first = g if name[5] == "q" else g + 1
+        if name.endswith("A"):
+            return t["in_w"][:, first::2].transpose(1, 2)
+        cols = slice(0, d) if name[5] == "q" else slice(d, 2 * d)
+        return t["lora_up"][:, first::2, cols]
+    if name in ("gate_w", "gate_b"):
+        w = name == "gate_w"
+        parts = (
+            (t["in_w"][:, :g], t["ad_w"][:, :1])
+            if w
+            else (t["in_b"][:, 0, :g], t["ad_b"][:, 0, :1])
+        )
+        return torch.cat([p.transpose(1, 2) if w else p for p in parts], -1)
+    if name.startswith("prefix_"):
+        return t["prefix"][:, 1 if name == "prefix_k" else 0].transpose(1, 2).flatten(-2)
+    adapter = {
+        "adapter_down_w": lambda: t["ad_w"][:, 1:].transpose(1, 2),
+        "adapter_down_b": lambda: t["ad_b"][:, 0, 1:],
+        "adapter_up_w": lambda: t["ad_up"][:, 1:],
+        "adapter_up_b": lambda: t["ad_up_b"][:, 0],
+        "head_dense_w": lambda: t["head_w"],
+        "head_dense_b": lambda: t["head_b"][0],
+        "head_out_w": lambda: t["head_out_w"],
+        "head_out_b": lambda: t["head_out_b"][0],
+    }
+    if name in adapter:
+        return adapter[name]()
+    qkv = {"bitfit_q": 0, "bitfit_v": 1, "bitfit_k": 2}
+    if name in qkv:
+        return t["bitfit_qkv"][:, 0, qkv[name] * d : (qkv[name] + 1) * d]
+    return t[name][:, 0]

@@ -71,6 +71,23 @@ class UniPELTModel(nn.Module):
         CPU tensors); servers pass the plan they built from Python values."""
         if plan is None:
             plan = plan_batch(bank, slots.tolist(), padded=not bool(attention_mask.all()))
+        logits, hidden, gates = self.mixed(
+            input_ids, attention_mask, bank, slots, plan, token_type_ids, return_gates
+        )
+        num_labels = torch.tensor(plan.num_labels, dtype=torch.long)
+        return ForwardOutput(logits=logits, num_labels=num_labels, hidden=hidden, gates=gates)
+
+    def mixed(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        bank: TaskBank,
+        slots: Tensor,
+        plan: BatchPlan,
+        token_type_ids: Tensor | None = None,
+        return_gates: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(logits, hidden, gates) of one batch: a static graph for a given `plan.key`."""
         many_acts = len(plan.activations) > 1
         rows = BatchRows.gather(bank, slots, plan, attention_mask, return_gates or many_acts)
         x = self.embed(input_ids, token_type_ids)  # (B, T, d)
@@ -79,12 +96,7 @@ class UniPELTModel(nn.Module):
             x, layer_gates = self.layer_forward(layer, index, x, rows, return_gates)
             gates.append(layer_gates)
         logits = head_logits(x, rows.head, self.hidden_dropout, self.training)
-        return ForwardOutput(
-            logits=logits,
-            num_labels=torch.tensor(plan.num_labels, dtype=torch.long),
-            hidden=x,
-            gates=torch.stack(gates, dim=1) if return_gates else None,
-        )
+        return logits, x, torch.stack(gates, dim=1) if return_gates else None
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         model = self.encoder

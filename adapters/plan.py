@@ -19,10 +19,7 @@ def round_up(value: int, step: int, cap: int) -> int:
     """`value` rounded up to a multiple of `step` (a power of two when step is 0), at most cap."""
     if value <= 0:
         return 0
-    if step == 0:
-        rounded = 1 << (value - 1).bit_length()
-    else:
-        rounded = -(-value // step) * step
+    rounded = 1 << (value - 1).bit_length() if step == 0 else -(-value // step) * step
     return min(max(rounded, value), cap) if cap >= value else value
 
 

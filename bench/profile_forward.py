@@ -1,24 +1,20 @@
 """Where the mixed forward's time goes: an ablation by submodule (each measured interleaved
 with the ceiling on the same windows), torch.profiler's op table for APL and for the ceiling,
-and the prototype in `bench/fast_forward.py` (checked equal to the reference first)."""
+and the top-level aten ops one forward launches (each at least one kernel on a GPU)."""
 
 from __future__ import annotations
 
 import sys
 from collections import defaultdict
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from adapters.model import UniPELTModel
 from bench import engine_bench
-from bench.fast_forward import FastUniPELT, FusedBank
 from bench.inprocess import Spec, add_ratios, measure
 from bench.plan import Plan, parse_workload
-from bench.report import RowResult, fmt, paired_ratio, table
-from bench.segment_forward import SegmentUniPELT
+from bench.report import RowResult, fmt, table
 from bench.tasks import TaskSet, stacked_heads
-from bench.timing import run_groups
 from bench.workload import Encoder, Workload
 
 ABLATION = (
@@ -30,7 +26,7 @@ ABLATION = (
     ("apl", "APL with gates (UniPELT)"),
 )
 CATEGORIES = {
-    "linear and mm (frozen GEMMs; prototype 2: per-task mm)": (
+    "linear and mm (frozen GEMMs)": (
         "aten::addmm",
         "aten::mm",
         "aten::linear",
@@ -73,7 +69,7 @@ def profile_section(
     key = max(plan.apl_mixed, key=lambda w: (parse_workload(w)[0], w.endswith("u")))
     n, _ = parse_workload(key)
     b = plan.batch
-    log(f"profile on workload {key}: ablation, op table, prototype")
+    log(f"profile on workload {key}: ablation, op table, op count")
     heads = stacked_heads(apl.weights(n))
     specs = [
         Spec(
@@ -90,72 +86,27 @@ def profile_section(
                 engine_bench.mixed_runner(model, bank, encoder, b),
             )
         )
-    apl_bank = apl.bank(n)
-    window0 = workloads[key].windows(b)[0]
-    protos = {
-        "proto_apl": (
-            "prototype 1, fused layouts (bench/fast_forward.py): APL",
-            FastUniPELT(apl.backbone).eval(),
-            FusedBank(apl_bank),
-        ),
-        "seg_apl": (
-            "prototype 2, no weight copies (bench/segment_forward.py): APL",
-            SegmentUniPELT(apl.backbone).eval(),
-            apl_bank,
-        ),
-    }
-    diffs = {}
-    for name, (label, module, state) in protos.items():
-        diffs[name] = check_prototype(model, apl_bank, module, state, encoder, window0)
-        specs.append(
-            Spec(
-                RowResult(name, label, key, f"{b} mixed"),
-                prototype_runner(module, state, encoder, b),
-            )
-        )
     rows = measure(specs, {key: workloads[key]}, plan, log)
     add_ratios(rows)
-    by_key = {r.key: r for r in rows}
-    for name in protos:
-        by_key[name].ratios["engine"] = paired_ratio(by_key[name], by_key["abl_apl"])
     runners = {s.result.key: s.runner for s in specs}
-    names = {
-        "ceiling": "ceiling",
-        "ours APL": "abl_apl",
-        "prototype 1": "proto_apl",
-        "prototype 2": "seg_apl",
-    }
+    names = {"ceiling": "ceiling", "ours APL": "abl_apl"}
     ops = {label: _empty_ops() for label in names}
     for window in workloads[key].windows(b)[: plan.windows]:
         for label, row in names.items():  # interleaved, window by window
             _add_ops(ops[label], runners[row], window)
-    result = {"rows": [r.summary() for r in rows], "ops": ops, "prototype_max_diff": diffs}
+    window = workloads[key].windows(b)[0][:b]
+    counts = {label: top_level_ops(runners[row], window) for label, row in names.items()}
+    result = {"rows": [r.summary() for r in rows], "ops": ops, "top_level_ops": counts}
     result["markdown"] = _markdown(result, key)
     return result
 
 
-def prototype_runner(module, state, encoder: Encoder, batch: int):
-    """A prototype called as `module(input_ids, attention_mask, state, slots)` -> logits."""
-
-    @torch.inference_mode()
-    def forward(rows):
-        ids, mask = encoder.batch(rows)
-        return module(ids, mask, state, torch.tensor([r.task for r in rows], dtype=torch.long))
-
-    return lambda window: run_groups(window, engine_bench.chunks(len(window), batch), forward)
-
-
-@torch.inference_mode()
-def check_prototype(model, bank, module, state, encoder, window) -> float:
-    """A prototype must give the reference forward's logits (else it proves nothing)."""
-    ids, mask = encoder.batch(window)
-    slots = torch.tensor([r.task for r in window], dtype=torch.long)
-    ref = model(ids, mask, bank, slots).logits
-    got = module(ids, mask, state, slots)
-    diff = float((ref - got[:, : ref.shape[1]]).abs().max())
-    if diff > 1e-3:
-        raise AssertionError(f"prototype differs from the reference forward by {diff}")
-    return diff
+def top_level_ops(run, window) -> int:
+    """aten ops called from Python (not from inside another op) in one forward of `window`."""
+    run(window)  # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(window)
+    return sum(1 for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::"))
 
 
 def _empty_ops() -> dict:
@@ -179,14 +130,15 @@ def _markdown(result: dict, key: str) -> str:
     out = [
         "### Where the mixed forward's time goes",
         "",
-        f"Workload {key}; each row measured interleaved with the ceiling on the same windows; "
-        "x engine = prototype / our current APL forward on the same windows.",
+        f"Workload {key}; each row measured interleaved with the ceiling on the same windows.",
         "",
         table(result["rows"]),
         "",
-        "Prototypes' max |logit difference| vs the reference forward: "
-        + ", ".join(f"{k} {v:.1e}" for k, v in result["prototype_max_diff"].items())
-        + ".",
+        "Top-level aten ops in one forward of one batch (each is at least one kernel launch "
+        "on a GPU): "
+        + ", ".join(f"{k} {v}" for k, v in result["top_level_ops"].items())
+        + f" ({result['top_level_ops']['ours APL'] / result['top_level_ops']['ceiling']:.2f}x "
+        "the ceiling).",
         "",
         "torch.profiler, self CPU ms summed over the measured windows, profiled interleaved "
         "(op calls in brackets):",

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     blob_backend: Literal["redis", "filesystem"] = "redis"
     backbone: str | None = None  # None: the packaged MiniLM
     device: str = "cpu"
+    # Backbone and adapter bank precision (artifacts of any float dtype are cast at slot write).
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # CUDA only: most forwards captured as CUDA graphs, one per batch shape (0: run eagerly).
+    cuda_graphs: int = Field(32, ge=0, le=1024)
     torch_threads: int | None = Field(None, ge=1)
 
     # Connections (`unipelt serve`): a request's headers must arrive within header_timeout_s

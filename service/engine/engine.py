@@ -12,6 +12,7 @@ from adapters.artifact import Artifact, parse_artifact
 from adapters.backbone import Backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
+from adapters.plan import plan_batch
 from adapters.tokenization import load_tokenizer
 from service.engine.batcher import DynamicBatcher
 from service.engine.checks import check_finite, check_pairing
@@ -55,8 +56,9 @@ class Engine:
     ) -> None:
         self.settings, self.backbone, self.store, self.metrics = settings, backbone, store, metrics
         self.device = torch.device(settings.device)
+        self.dtype = getattr(torch, settings.dtype)
         self.tokenizer = load_tokenizer(backbone.path)
-        self.model = UniPELTModel(backbone).to(self.device).eval()
+        self.model = UniPELTModel(backbone).to(self.device, self.dtype).eval()
         self.sizes = BankSizes(
             lora_rank=settings.pool_max_lora_rank,
             bottleneck=settings.pool_max_bottleneck,
@@ -64,10 +66,14 @@ class Engine:
             num_labels=settings.pool_max_labels,
         )
         self.plan = plan_pool(
-            settings.pool_max_bytes, backbone.dims, self.sizes, max_slots=settings.pool_slots
+            settings.pool_max_bytes,
+            backbone.dims,
+            self.sizes,
+            dtype=self.dtype,
+            max_slots=settings.pool_slots,
         )
         self.bank = TaskBank.allocate(
-            self.plan.slots, backbone.dims, self.sizes, self.device, lazy=True
+            self.plan.slots, backbone.dims, self.sizes, self.device, self.dtype, lazy=True
         )
         self.pool = AdapterPool(self.bank, on_evict=self._evicted)
         self.host_cache = HostCache(settings.host_cache_bytes, pin=self.device.type == "cuda")
@@ -87,7 +93,15 @@ class Engine:
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         encoder = BatchEncoder(self.tokenizer, settings.truncate)
-        self.runner = BatchRunner(self.model, self.bank, encoder, pad, self.device)
+        self.runner = BatchRunner(
+            self.model,
+            self.bank,
+            encoder,
+            pad,
+            self.device,
+            max_graphs=settings.cuda_graphs,
+            max_rows=settings.max_batch_size,
+        )
         self.batcher = DynamicBatcher(
             self.runner.run,
             metrics,
@@ -182,7 +196,7 @@ class Engine:
     def canary(self, artifact: Artifact) -> None:
         """Run the adapter once on a fixed input; it must give finite outputs."""
         bank = TaskBank.from_tasks(
-            [(artifact.config, artifact.weights)], self.backbone.dims, self.device
+            [(artifact.config, artifact.weights)], self.backbone.dims, self.device, self.dtype
         )
         pair = CANARY_TEXT if artifact.manifest.tokenizer.text_pair else CANARY_TEXT[:1]
         enc = self.tokenizer(*[[t] for t in pair], return_tensors="pt")
@@ -192,6 +206,7 @@ class Engine:
             bank,
             torch.zeros(1, dtype=torch.long, device=self.device),
             enc.get("token_type_ids").to(self.device) if "token_type_ids" in enc else None,
+            plan=plan_batch(bank, [0], padded=False),  # host-side: no device read
         )
         if not torch.isfinite(out.logits).all():
             raise InvalidAdapterError("canary forward pass produced NaN or Inf outputs")

@@ -9,8 +9,10 @@ import torch
 from adapters import constants as C
 from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
+from adapters.plan import Buckets, plan_batch
 from adapters.postprocess import RowPrediction, row_predictions
 from service.engine.encode import BatchEncoder, Encoded, TextRow
+from service.engine.graphs import GraphCache, Inputs
 from service.engine.pool import Resident
 
 
@@ -30,9 +32,26 @@ class RowResult:
     gates: dict[str, list[float]] | None  # submodule -> one value per layer
 
 
+@dataclass(frozen=True)
+class Shapes:
+    """How batches are padded: exact sizes, or buckets (few static shapes, for graphs)."""
+
+    static: bool = False
+    max_rows: int = 32
+    token_step: int = 16
+
+    def rows(self, n: int) -> int:
+        return min(1 << (n - 1).bit_length(), max(self.max_rows, n)) if self.static else n
+
+    def tokens(self, n: int) -> int:
+        return -(-n // self.token_step) * self.token_step if self.static else n
+
+
 class BatchRunner:
-    """Tokenises a batch, pads it into tensors and runs the model; called from the single
-    forward thread. A row whose input is over its limit gets its error, the others run."""
+    """Tokenises a batch, pads it into (pinned) host tensors, plans it from Python values and
+    runs the forward (captured per shape bucket on CUDA); called from the single forward
+    thread, which reads no device tensor before the results. A row whose input is over its
+    limit gets its error, the others run."""
 
     def __init__(
         self,
@@ -41,12 +60,18 @@ class BatchRunner:
         encoder: BatchEncoder,
         pad_token_id: int,
         device: torch.device,
+        max_graphs: int = 0,
+        max_rows: int = 32,
     ) -> None:
         self.model = model
         self.bank = bank
         self.encoder = encoder
         self.pad = pad_token_id
         self.device = device
+        self.graphs = GraphCache(model, bank, device, max_graphs)
+        self.shapes = Shapes(static=self.graphs.enabled, max_rows=max_rows)
+        self.buckets = Buckets.static() if self.graphs.enabled else Buckets.exact()
+        self.pin = device.type == "cuda"
 
     def run(self, rows: list[Row]) -> list[RowResult | Exception]:
         encoded = self.encoder.encode(rows)
@@ -56,29 +81,44 @@ class BatchRunner:
 
     @torch.inference_mode()
     def forward(self, rows: list[Row], encoded: list[Encoded]) -> list[RowResult]:
-        longest = max(len(ids) for ids, _ in encoded)
-        pad = [longest - len(ids) for ids, _ in encoded]
-        ids = torch.tensor([e[0] + [self.pad] * n for e, n in zip(encoded, pad)])
-        mask = torch.tensor([[1] * len(e[0]) + [0] * n for e, n in zip(encoded, pad)])
-        types = torch.tensor([(e[1] or [0] * len(e[0])) + [0] * n for e, n in zip(encoded, pad)])
         residents = [_resident(r) for r in rows]
-        slots = torch.tensor([r.slot for r in residents], dtype=torch.long)
-        want_gates = any(r.want_gates for r in rows)
-        out = self.model(
-            ids.to(self.device),
-            mask.to(self.device),
+        inputs, lengths = self.inputs(encoded, [r.slot for r in residents])
+        plan = plan_batch(
             self.bank,
-            slots.to(self.device),
-            types.to(self.device),
-            return_gates=want_gates,
+            inputs.slots.tolist(),  # a host tensor
+            padded=any(n < inputs.ids.shape[1] for n in lengths),
+            buckets=self.buckets,
+            single_slot=not self.graphs.enabled,  # a graph must not bake in one slot
         )
-        names = [r.label_names for r in residents]
-        predictions = row_predictions(out.logits, names)
-        gates = out.gates.float().cpu() if out.gates is not None else None
+        want_gates = any(r.want_gates for r in rows)
+        logits, gates_t = self.graphs.run(inputs, plan, want_gates)
+        n = len(rows)
+        predictions = row_predictions(logits[:n], [r.label_names for r in residents])
+        gates = gates_t[:n].float().cpu() if gates_t is not None else None
         return [
             RowResult(p, _gate_dict(gates[i], res) if gates is not None and r.want_gates else None)
             for i, (p, r, res) in enumerate(zip(predictions, rows, residents))
         ]
+
+    def inputs(self, encoded: list[Encoded], slots: list[int]) -> tuple[Inputs, list[int]]:
+        """Host tensors padded to the batch's shape bucket (padding rows: one token, on the
+        first row's slot), and each row's real length."""
+        lengths = [len(ids) for ids, _ in encoded]
+        B, T = self.shapes.rows(len(encoded)), self.shapes.tokens(max(lengths))
+        extra = B - len(encoded)
+        rows = [ids + [self.pad] * (T - len(ids)) for ids, _ in encoded]
+        types = [(t or [0] * len(ids)) + [0] * (T - len(ids)) for ids, t in encoded]
+        mask = [[1] * n + [0] * (T - n) for n in lengths]
+        blank = [self.pad] * T
+        tensors = (
+            torch.tensor(rows + [blank] * extra),
+            torch.tensor(mask + [[1] + [0] * (T - 1)] * extra),
+            torch.tensor(types + [[0] * T] * extra),
+            torch.tensor(slots + [slots[0]] * extra),
+        )
+        if self.pin:
+            tensors = tuple(t.pin_memory() for t in tensors)
+        return Inputs(*tensors), lengths
 
 
 def _resident(row: Row) -> Resident:
