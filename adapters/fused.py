@@ -43,7 +43,7 @@ def fused_shapes(dims: BackboneDims, rank: int, bottleneck: int, prefix: int, la
         "in_w": (L, c, d),
         "in_b": (L, 1, c),
         "lora_up": (L, c, 2 * d),
-        "prefix": (L, 2, dims.heads, prefix, dims.head_dim),
+        "prefix": (L, 2, dims.heads, prefix, d // dims.heads),
         "ad_w": (L, a, d),
         "ad_b": (L, 1, a),
         "ad_up": (L, a, d),
