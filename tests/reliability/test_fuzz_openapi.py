@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import schemathesis  # the test extra: a missing install fails here, it never skips
+from hypothesis import HealthCheck, given, settings  # schemathesis brings it
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 
-schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (test extra)")
-from hypothesis import HealthCheck, given, settings  # noqa: E402 (schemathesis brings it)
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-
-from service.main import create_app  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from tests.reliability.harness import AUTH, task_artifact, upload_files  # noqa: E402
+from service.main import create_app
+from service.settings import Settings
+from tests.reliability.harness import AUTH, task_artifact, upload_files
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 MAX_EXAMPLES = 20  # per operation and generation mode
