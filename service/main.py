@@ -20,6 +20,7 @@ from service.api.routes_adapters import router as adapters_router
 from service.api.routes_fanout import router as fanout_router
 from service.api.routes_health import router as health_router
 from service.api.routes_predict import router as predict_router
+from service.api.routes_v2 import router as v2_router
 from service.engine.engine import Engine
 from service.metrics import Metrics
 from service.server import uvicorn_options
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     app.include_router(health_router)
     app.include_router(predict_router)
     app.include_router(fanout_router)
+    app.include_router(v2_router)
     app.include_router(adapters_router)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
