@@ -78,7 +78,9 @@ def _peft_parts(args: argparse.Namespace) -> tuple[dict, dict]:
         raise ConfigError("a PEFT directory needs --task (the task name on the server)")
     config, weights = read_peft_dir(args.artifact)
     peft_layout.check_config(parse_config(config))
-    data = {"task": args.task, "text_pair": str(args.text_pair).lower()}
+    data = {"task": args.task}
+    if args.text_pair:  # else the server takes it from our export's metadata, or single texts
+        data["text_pair"] = "true"
     if args.labels:
         data["labels"] = args.labels
     files = {
