@@ -33,12 +33,15 @@ def _columns(parser) -> None:
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", default="10", help="max epochs (study: 10,100:20,1000:5)")
+    parser.add_argument(
+        "--epochs", default=None, help="max epochs (default: 10, or --min-steps when more)"
+    )
+    parser.add_argument("--min-steps", type=int, help="step cap floor without --epochs (800)")
     parser.add_argument("--lr", type=float, default=None, help="default: per method")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--patience", type=int, default=10, help="evaluations without gain")
-    parser.add_argument("--eval-every", default="0", help="steps; 0 = once per epoch")
+    parser.add_argument("--patience", type=int, help="evaluations without gain (6)")
+    parser.add_argument("--eval-every", default="0", help="steps; 0 = the step cap / 32")
 
 
 def _train_parser(sub) -> None:
@@ -97,7 +100,7 @@ def _study_parser(sub) -> None:
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     p.add_argument("--data-dir", default=os.environ.get(GLUE_DIR_ENV))
     p.add_argument("--out", type=Path, default=Path("docs/results"))
-    p.add_argument("--dev-size", default="500", help="dev examples (also per K: 500,100:250)")
+    p.add_argument("--dev-size", default="1000", help="dev examples (also per K: 1000,100:500)")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from JSON")
     p.add_argument("--timing", action="store_true", help="only time the methods (timing.md)")

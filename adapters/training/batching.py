@@ -1,7 +1,8 @@
 """Tokenise a task's examples once, then cut them into dynamically padded batches.
 
 Training batches come in an order fixed by a seeded generator; with `group_by_length`,
-examples of similar length share a batch (less padding, same examples per epoch).
+examples of similar length share a batch (less padding, same examples per epoch) once the
+set is larger than one grouping window.
 Evaluation batches are sorted by length, which changes no prediction (the forward ignores
 padding) and wastes the least compute.
 """
@@ -42,6 +43,17 @@ class Batch:
     token_type_ids: Tensor | None  # (B, T)
     labels: Tensor  # (B,)
     index: Tensor  # (B,) positions in the EncodedSet
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch on `device` (the index stays where it is: it only reorders outputs)."""
+        types = self.token_type_ids
+        return Batch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            types.to(device) if types is not None else None,
+            self.labels.to(device),
+            self.index,
+        )
 
 
 def encode_examples(
@@ -86,10 +98,12 @@ def train_order(
 ) -> list[list[int]]:
     """One epoch of batches in a seeded random order."""
     perm = torch.randperm(len(data), generator=generator).tolist()
-    if not group_by_length:
+    window = batch_size * GROUP_WINDOW
+    if not group_by_length or len(perm) <= window:
+        # A set within one window would be cut into the same length-sorted batches every
+        # epoch: only their order would change. Small sets keep random batches.
         return [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
     lengths = data.lengths()
-    window = batch_size * GROUP_WINDOW
     batches = []
     for start in range(0, len(perm), window):
         chunk = sorted(perm[start : start + window], key=lambda i: -lengths[i])

@@ -16,7 +16,7 @@ from adapters.data import GLUE_TASKS, load_generic, load_glue_split, normalise_t
 from adapters.errors import ConfigError
 from adapters.tokenization import load_tokenizer
 from adapters.training.columns import column_map, renamed_copy
-from adapters.training.defaults import TrainSettings
+from adapters.training.defaults import DEV_SIZE, TrainSettings
 from adapters.training.demo import QUERIES, train_demo
 from adapters.training.export import save_outcome
 from adapters.training.inference import Predictor
@@ -51,14 +51,18 @@ def settings(
     epochs: int | None = None,
     eval_every: int | None = None,
 ) -> TrainSettings:
+    """Training settings from the flags; `epochs`/`eval_every` override them (study per K)."""
+    if epochs is None and args.epochs is not None:
+        epochs = per_k(args.epochs, None)[0]
+    given = {name: getattr(args, name) for name in ("min_steps", "patience")}
     return TrainSettings(
         lr=args.lr,
-        epochs=epochs if epochs is not None else int(args.epochs),
+        epochs=epochs,
         batch_size=args.batch_size,
         max_length=args.max_length,
-        patience=args.patience,
         eval_every=eval_every if eval_every is not None else int(args.eval_every),
         seed=seed,
+        **{name: value for name, value in given.items() if value is not None},
     )
 
 
@@ -177,9 +181,9 @@ def study(args: argparse.Namespace) -> int:
     if not args.report_only:
         set_threads(args)
         by_k = {
-            "epochs": per_k(args.epochs, 10),
+            "epochs": per_k(args.epochs, None),
             "eval_every": per_k(args.eval_every, 0),
-            "dev_size": per_k(args.dev_size, 500),
+            "dev_size": per_k(args.dev_size, DEV_SIZE),
         }
         defaults = {name: values.pop(0) for name, values in by_k.items()}
         config = StudyConfig(
@@ -219,10 +223,10 @@ def timing(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def per_k(text: str, default: int) -> dict[int, int]:
+def per_k(text: str | None, default: int | None) -> dict[int, int | None]:
     """`10` (every K) or `10,100:20,1000:5`: a default (key 0) and values for given K."""
     out = {0: default}
-    for part in str(text).split(","):
+    for part in str(text or "").split(","):
         if ":" in part:
             k, value = part.split(":")
             out[int(k)] = int(value)

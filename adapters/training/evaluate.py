@@ -34,7 +34,7 @@ def predict_outputs(forward: Forward, data: EncodedSet, batch_size: int) -> tupl
     with torch.inference_mode():
         for index in eval_order(data, batch_size):
             batch = collate(data, index)
-            chunks.append(forward(batch).float())
+            chunks.append(forward(batch).float().cpu())
             positions.append(batch.index)
     seconds = time.perf_counter() - start
     if not chunks:

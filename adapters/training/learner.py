@@ -20,10 +20,17 @@ from adapters.task_module import TaskAdapter
 from adapters.training.batching import Batch
 
 
+def backbone_device(backbone: Backbone) -> torch.device:
+    return next(backbone.model.parameters()).device
+
+
 def trainable_copy(backbone: Backbone) -> Backbone:
-    """A deep copy of the backbone whose weights train (for full fine-tuning)."""
+    """A deep copy of the backbone whose weights train (for full fine-tuning), on its device."""
     wrapped = backbone_from_model(
-        copy.deepcopy(backbone.model), name=f"{backbone.name}-finetuned", path=backbone.path
+        copy.deepcopy(backbone.model),
+        name=f"{backbone.name}-finetuned",
+        path=backbone.path,
+        device=backbone_device(backbone),
     )
     for p in wrapped.model.parameters():
         p.requires_grad_(True)
@@ -34,7 +41,8 @@ def trainable_copy(backbone: Backbone) -> Backbone:
 
 
 class Learner(nn.Module):
-    """UniPELTModel + one TaskAdapter; `forward` gives each row's task logits (B, n)."""
+    """UniPELTModel + one TaskAdapter on the backbone's device; `forward` gives each row's
+    task logits (B, n) for a batch on any device."""
 
     def __init__(self, cfg: MethodConfig, backbone: Backbone, num_labels: int) -> None:
         super().__init__()
@@ -43,11 +51,13 @@ class Learner(nn.Module):
             backbone = trainable_copy(backbone)
             cfg = MethodConfig.preset("head")
         self.backbone = backbone
-        self.task = TaskAdapter(cfg, backbone, num_labels)
+        self.device = backbone_device(backbone)
+        self.task = TaskAdapter(cfg, backbone, num_labels).to(self.device)
         self.model = UniPELTModel(backbone)
 
     def forward(self, batch: Batch, bank: TaskBank | None = None) -> Tensor:
-        slots = torch.zeros(batch.input_ids.shape[0], dtype=torch.long)
+        batch = batch.to(self.device)
+        slots = torch.zeros(batch.input_ids.shape[0], dtype=torch.long, device=self.device)
         out = self.model(
             batch.input_ids,
             batch.attention_mask,
@@ -56,6 +66,12 @@ class Learner(nn.Module):
             batch.token_type_ids,
         )
         return out.logits[:, : self.num_labels]
+
+    @torch.no_grad()
+    def centre_regression_head(self, labels: Tensor) -> None:
+        """Start a regression head's output bias at the mean training label, not at 0."""
+        if self.num_labels == 1 and len(labels):
+            self.task.weights["head_out_b"].fill_(float(labels.float().mean()))
 
     def trainable(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

@@ -93,6 +93,8 @@ def train_encoded(
     """Seeded build + train + test of one method on one encoded task."""
     torch.manual_seed(settings.seed)
     learner = Learner(cfg, backbone, task.spec.num_labels)
+    if task.spec.is_regression:
+        learner.centre_regression_head(task.train.labels)
     result = train(learner, task.train, task.dev, task.spec, settings, progress, desc)
     test = None
     if len(task.test):

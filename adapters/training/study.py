@@ -104,8 +104,15 @@ class StudyConfig:
             record = json.loads(path.read_text())
         except ValueError:  # a half-written or foreign file: run the cell again
             return False
-        same_settings = record.get("settings") == self.settings_for(key).to_dict()
-        return same_settings and record.get("dev_size_cap") == self.value("dev_size", key.k)
+        settings = self.settings_for(key)
+        same_settings = record.get("settings") == settings.to_dict()
+        # `lr: None` means the method's default, which can change: compare the rate used.
+        same_lr = record.get("lr") == settings.learning_rate(MethodConfig.preset(key.method))
+        return (
+            same_settings
+            and same_lr
+            and record.get("dev_size_cap") == self.value("dev_size", key.k)
+        )
 
 
 @lru_cache(maxsize=8)

@@ -46,10 +46,14 @@ def task_loss(spec: TaskSpec, logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits, labels)
 
 
-def linear_schedule(warmup: int, total: int):
+def linear_schedule(warmup: int, total: int, constant: bool = False):
+    """Learning-rate factor: linear warmup, then linear decay to 0 at `total` (or constant)."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
+        if constant:
+            return 1.0
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
@@ -77,21 +81,22 @@ class _Selection:
 
 
 class Trainer:
-    """AdamW + linear warmup/decay over `epochs`, evaluating every `eval_every` steps."""
+    """AdamW + linear warmup, then linear decay to zero at the step cap."""
 
     def __init__(self, learner: Learner, spec: TaskSpec, settings: TrainSettings, steps: int):
         self.learner, self.spec, self.settings = learner, spec, settings
         self.params = learner.trainable()
         lr = settings.learning_rate(learner.cfg)
         self.optimiser = torch.optim.AdamW(self.params, lr=lr, weight_decay=settings.weight_decay)
-        schedule = linear_schedule(int(settings.warmup_ratio * steps), steps)
+        warmup = int(settings.warmup_ratio * steps)
+        schedule = linear_schedule(warmup, steps, settings.schedule == "constant")
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, schedule)
         self.seconds = 0.0
 
     def step(self, train_set: EncodedSet, index: list[int], step: int) -> float:
         """One optimiser step on the examples `index`; returns the loss."""
         start = time.perf_counter()
-        batch = collate(train_set, index)
+        batch = collate(train_set, index).to(self.learner.device)
         loss = task_loss(self.spec, self.learner(batch), batch.labels)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at step {step}; lower the lr")
@@ -119,8 +124,8 @@ def train(
     torch.manual_seed(settings.seed)  # dropout
     order = torch.Generator().manual_seed(settings.seed)  # data order
     per_epoch = math.ceil(len(train_set) / settings.batch_size)
-    total = per_epoch * settings.epochs
-    eval_every = settings.eval_every or per_epoch
+    total = settings.max_steps(per_epoch)
+    eval_every = settings.eval_interval(total)
     has_dev = dev_set is not None and len(dev_set) > 0
     trainer = Trainer(learner, spec, settings, total)
     selection = _Selection(settings.patience)
@@ -128,7 +133,7 @@ def train(
     step, running, eval_seconds, stopped = 0, None, 0.0, False
     bar = tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     learner.train()
-    for _epoch in range(settings.epochs):
+    while step < total and not stopped:
         for index in train_order(train_set, settings.batch_size, order, settings.group_by_length):
             value = trainer.step(train_set, index, step)
             step += 1
@@ -137,16 +142,13 @@ def train(
             bar.set_postfix(
                 loss=f"{running:.4f}", dev=f"{selection.best:.4f}" if selection.metrics else "-"
             )
-            if not has_dev or (step % eval_every and step != total):
-                continue
-            ev = evaluate_learner(learner, dev_set, spec, settings.eval_batch_size)
-            eval_seconds += ev.seconds
-            history.append({"step": step, "loss": running, "dev": ev.main(spec)})
-            stopped = selection.update(learner, step, ev.metrics, ev.main(spec))
-            if stopped:
+            if has_dev and (step % eval_every == 0 or step == total):
+                ev = evaluate_learner(learner, dev_set, spec, settings.eval_batch_size)
+                eval_seconds += ev.seconds
+                history.append({"step": step, "loss": running, "dev": ev.main(spec)})
+                stopped = selection.update(learner, step, ev.metrics, ev.main(spec))
+            if stopped or step == total:
                 break
-        if stopped:
-            break
     bar.close()
     if selection.state is not None:
         learner.load_trainable_state(selection.state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def test_study_runs_the_grid_resumes_and_reports(config, tiny_bert):
     assert run_study(config, None, tiny_bert, toy_tokenizer()) == 1
     other = replace(config, by_k={"dev_size": {8: 6}, "epochs": {8: 2}})
     assert len(other.pending()) == 8  # records made with other settings do not count
+    path = config.record_path(RunKey("sst2", 8, "ft", 0))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "lr": 2e-5}))
+    assert config.pending() == [RunKey("sst2", 8, "ft", 0)]  # nor another learning rate
 
     pytest.importorskip("matplotlib")
     paths = write_report(config.out)
