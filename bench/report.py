@@ -111,13 +111,17 @@ def write_outputs(results: dict, md_path: Path | None, json_path: Path | None) -
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    if md_path is None:
-        return
-    block = f"{BEGIN}\n{markdown(results)}{END}\n"
+    if md_path is not None:
+        replace_block(md_path, BEGIN, END, markdown(results))
+
+
+def replace_block(md_path: Path, begin: str, end: str, body: str) -> None:
+    """Put `body` between the `begin` and `end` markers of the file (appended when absent)."""
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
     text = md_path.read_text() if md_path.exists() else ""
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        text = before + block + rest.split(END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        text = before + block + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = (text.rstrip() + "\n\n" if text else "") + block
     md_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,156 @@
+"""The markdown section of `python -m bench.scale`."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from bench.report import fmt, replace_block
+from bench.run import machine
+
+BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
+
+
+def write_section(path: Path, markdown: str) -> None:
+    replace_block(path, BEGIN, END, markdown)
+
+
+def _med(windows: list[dict], key: str) -> float:
+    return statistics.median(w[key] for w in windows)
+
+
+def _rps(w: dict) -> float:
+    return w["requests"] / w["seconds"]
+
+
+def _hit(w: dict) -> float:
+    m = w["metrics"]
+    return m["hits"] / (m["hits"] + m["misses"]) if m["hits"] + m["misses"] else float("nan")
+
+
+def ms(values: dict, key: str) -> str:
+    return f"{fmt(values[key], 1)} ms"
+
+
+def _outside_forward_metric(windows: list[dict]) -> float:
+    return statistics.median(
+        1000
+        * (w["metrics"]["process_cpu_s"] - w["metrics"]["forward_cpu_s"])
+        / max(1, w["requests"])
+        for w in windows
+    )
+
+
+def _cpu_per_request(windows: list[dict]) -> float:
+    return statistics.median(1000 * w["server_cpu_s"] / max(1, w["requests"]) for w in windows)
+
+
+def _row(name: str, windows: list[dict]) -> str:
+    rps = statistics.median(_rps(w) for w in windows)
+    hit = statistics.median(_hit(w) for w in windows)
+    store = statistics.median(w["metrics"]["store_loads"] / w["seconds"] for w in windows)
+    host = statistics.median(w["metrics"]["host_loads"] / w["seconds"] for w in windows)
+    wrk_share = statistics.median(w["wrk_cpu_s"] / w["seconds"] for w in windows)
+    errors = sum(w["status_errors"] + w["socket_errors"] for w in windows)
+    return (
+        f"| {name} | {fmt(rps)} | {fmt(hit, 3)} | {fmt(store)} | {fmt(host)} | "
+        f"{fmt(_med(windows, 'p50_ms'), 0)} | {fmt(_med(windows, 'p99_ms'), 0)} | "
+        f"{fmt(100 * wrk_share / 2, 0)}% | {errors} |"
+    )
+
+
+def render(r: dict) -> str:
+    ten, zipf = r["windows"]["ten"], r["windows"]["zipf"]
+    n, slots = r["tasks"], r["resident"]
+    loads = {k: statistics.median(w["metrics"][k] for w in zipf) for k in zipf[0]["metrics"]}
+    engine_cpu_ms = 1000 * statistics.median(e["cpu_s_per_seq"] for e in r["engine"])
+    out = [
+        f"Command: `{r['command']}`",
+        "",
+        f"Machine: {machine()}, shared with other jobs while it ran (figures are noisy; every "
+        "ratio pairs windows measured back to back). torch threads: "
+        f"{r['threads']} (server and in-process engine). Texts: {r['texts']}.",
+        "",
+        f"Setup: {n:,} registered tasks seeded through `AdapterStore.publish` in "
+        f"{fmt(r['seed']['seconds'], 0)} s ({_mix(r['seed']['by_method'])}; paper sizes: LoRA "
+        "r 8, bottleneck 48, prefix 10; stored float16), one replica with "
+        f"`UNIPELT_POOL_SLOTS={slots}`, default host tier (1 GiB), filesystem blobs, embedded "
+        f"Redis on a unix socket. wrk: 1 thread, {r['connections']} "
+        "connections, one text per request. Rounds: 10-task window, in-process engine window, "
+        f"Zipf window, {len(ten)} times (each {fmt(ten[0]['seconds'], 0)} s), after one "
+        "unmeasured Zipf window that fills the bank.",
+        "",
+        "| traffic | req/s | bank hit ratio | store loads/s | host-tier loads/s | p50 ms | "
+        "p99 ms | wrk CPU (of 2 cores) | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+        _row("10 tasks, uniform", ten),
+        _row(f"{n:,} tasks, Zipf s=1", zipf),
+    ]
+    for tasks, w in sorted(r["uniform"].items(), key=lambda kv: int(kv[0])):
+        out.append(_row(f"{int(tasks):,} tasks, uniform (after one pass over them)", [w]))
+    out += [
+        "",
+        f"- Zipf over {n:,} / 10 tasks, throughput: **{fmt(r['zipf_vs_ten'], 2)}x** (median of "
+        "per-round ratios).",
+        f"- HTTP (10 tasks) / in-process engine (`BatchRunner.run`: tokenise + mixed forward, "
+        f"batches of 32, 10 tasks): **{fmt(r['http_vs_engine'], 2)}x** (engine "
+        f"{fmt(statistics.median(e['seq_per_s'] for e in r['engine']))} seq/s).",
+        "- Server CPU per request outside the forward: server process CPU per request "
+        f"({fmt(_cpu_per_request(ten), 2)} ms, 10-task windows) minus the in-process engine's "
+        f"CPU per sequence ({fmt(engine_cpu_ms, 2)} ms, same threads): "
+        f"**{fmt(r['cpu_outside_forward_ms'], 2)} ms** (median of rounds). From the server's "
+        "own counters, process CPU minus the forward thread's CPU (`unipelt_forward_cpu_"
+        "seconds_total`, which misses the second torch thread's share, so an upper bound): "
+        f"{fmt(_outside_forward_metric(ten), 2)} ms per request.",
+        "- Loads under Zipf load (server histogram, linear within buckets): store p50 "
+        f"{ms(loads, 'store_load_p50_ms')} / p99 {ms(loads, 'store_load_p99_ms')}; host tier "
+        f"p50 {ms(loads, 'host_load_p50_ms')} / p99 {ms(loads, 'host_load_p99_ms')}.",
+        "",
+        _loads_table(r),
+        "",
+        _memory_lines(r),
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _mix(by_method: dict[str, int]) -> str:
+    names = {"apl": "UniPELT APL", "l": "LoRA-only", "ap": "AP (prefix + adapter, gated)"}
+    return ", ".join(f"{count:,} {names.get(m, m)}" for m, count in sorted(by_method.items()))
+
+
+def _loads_table(r: dict) -> str:
+    f16, f32 = r["load_fp16"], r["load_fp32"]
+    return "\n".join(
+        [
+            "Per load, exact, in-process with the server idle (`AdapterLoader.acquire` on an "
+            "8-slot bank, distinct tasks of the mix; store = fetch from the filesystem blobs, "
+            "checksum, parse, validate, slot write; host tier = one copy into a slot):",
+            "",
+            "| artifact dtype | store p50 ms | store p99 ms | host p50 ms | host p99 ms |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {name} | {fmt(d['store_p50_ms'], 2)} | {fmt(d['store_p99_ms'], 2)} | "
+                f"{fmt(d['host_p50_ms'], 2)} | {fmt(d['host_p99_ms'], 2)} |"
+                for name, d in (("float16", f16), ("float32", f32))
+            ),
+        ]
+    )
+
+
+def _memory_lines(r: dict) -> str:
+    s = r["store"]
+    scan = r["scan"]
+    return "\n".join(
+        [
+            f"- Startup with {r['tasks']:,} registered tasks (process start to `/readyz` 200): "
+            f"{fmt(r['startup_s'], 1)} s.",
+            f"- Server RSS: {fmt(r['rss_start_mb'], 0)} MiB at start; "
+            f"{fmt(r['rss_before_scan_mb'], 0)} MiB before and {fmt(r['rss_after_scan_mb'], 0)} "
+            f"MiB after a scan of {r['tasks']:,} distinct tasks ({scan['requests']:,} requests in "
+            f"{fmt(scan['seconds'], 0)} s, statuses {scan['statuses']}); pool at the end: "
+            f"{r.get('pool_end', {})}.",
+            f"- Per registered task: Redis {fmt(s['redis_bytes_per_task'] / 1024, 1)} KiB (index "
+            f"only), blobs {fmt(s['blob_bytes_per_task'] / 2**20, 2)} MiB on disk (weights "
+            f"{fmt(s['weights_bytes_per_task'] / 2**20, 2)} MiB).",
+        ]
+    )
