@@ -34,10 +34,22 @@ def slot_bytes(dims: BackboneDims, sizes: BankSizes, dtype: torch.dtype) -> int:
     """Bytes one slot takes: every bank tensor at the largest sizes (measured on the meta
     device, so the figure follows the bank's layout, whatever it is)."""
     bank = TaskBank.allocate(1, dims, sizes, device="meta", dtype=dtype)
-    tensors = list(bank.tensors.values()) + [
-        t for t in vars(bank.meta).values() if isinstance(t, torch.Tensor)
-    ]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return _tensor_bytes(bank)
+
+
+def _tensor_bytes(value: object, depth: int = 0) -> int:
+    """Bytes of every tensor reachable from `value` (its attributes, dicts and lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if depth > 2:
+        return 0
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v, depth + 1) for v in value)
+    if hasattr(value, "__dict__"):
+        return sum(_tensor_bytes(v, depth + 1) for v in vars(value).values())
+    return 0
 
 
 def plan_pool(
