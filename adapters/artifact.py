@@ -22,12 +22,14 @@ from adapters.errors import ArtifactError, BackboneMismatchError, ConfigError
 from adapters.manifest import BackboneIdentity, Manifest
 from adapters.schema import BackboneDims, expected_shapes
 
-ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+ALLOWED_DTYPES = tuple(DTYPES.values())
 
 
 @dataclass
 class Artifact:
-    """A validated task: its manifest, method config and float32 tensors."""
+    """A validated task: its manifest, method config and tensors, in the manifest's dtype
+    (float32, float16 or bfloat16; a bank casts them to its own dtype at slot write)."""
 
     manifest: Manifest
     weights: dict[str, Tensor]
@@ -53,10 +55,29 @@ def backbone_identity(backbone: Backbone) -> BackboneIdentity:
     )
 
 
+def weights_dtype(weights: dict[str, Tensor]) -> str:
+    """The one storage dtype of `weights` (its manifest name); mixed or other dtypes refused."""
+    names = {n for t in weights.values() for n, d in DTYPES.items() if t.dtype == d}
+    if len(names) != 1 or any(t.dtype not in ALLOWED_DTYPES for t in weights.values()):
+        found = sorted({str(t.dtype) for t in weights.values()})
+        raise ArtifactError(f"weights must all be one of {sorted(DTYPES)}; found {found}")
+    return names.pop()
+
+
+def cast_weights(weights: dict[str, Tensor], dtype: str) -> dict[str, Tensor]:
+    """The same tensors stored as `dtype` ("float32", "float16" or "bfloat16")."""
+    if dtype not in DTYPES:
+        raise ArtifactError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return {k: v.detach().to(DTYPES[dtype]) for k, v in weights.items()}
+
+
 def serialize(manifest: Manifest, weights: dict[str, Tensor]) -> tuple[bytes, bytes]:
-    """(manifest JSON bytes, safetensors bytes) with the manifest's sha256 filled in."""
+    """(manifest JSON bytes, safetensors bytes) with the manifest's sha256 and dtype filled in
+    from the weights."""
+    dtype = weights_dtype(weights)
     blob = save_safetensors({k: v.detach().cpu().contiguous() for k, v in weights.items()})
-    manifest = manifest.model_copy(update={"weights_sha256": hashlib.sha256(blob).hexdigest()})
+    digest = hashlib.sha256(blob).hexdigest()
+    manifest = manifest.model_copy(update={"weights_sha256": digest, "dtype": dtype})
     return manifest.model_dump_json(indent=2).encode(), blob
 
 
@@ -149,7 +170,8 @@ def check_backbone(manifest: Manifest, backbone: Backbone) -> None:
 def check_tensors(
     manifest: Manifest, raw: dict[str, Tensor], backbone: Backbone | None
 ) -> dict[str, Tensor]:
-    """Exact tensor set and shapes for the method config; float dtypes; finite values."""
+    """Exact tensor set and shapes for the method config; the manifest's dtype; finite values.
+    Tensors stay in their stored dtype."""
     ident = manifest.backbone
     dims = (
         backbone.dims
@@ -174,9 +196,10 @@ def check_tensors(
         t = raw[name]
         if tuple(t.shape) != shape:
             raise ArtifactError(f"tensor {name} has shape {tuple(t.shape)}, expected {shape}")
-        if t.dtype not in ALLOWED_DTYPES:
-            raise ArtifactError(f"tensor {name} has dtype {t.dtype}; float32/16 or bfloat16 only")
-        t = t.float()
+        if t.dtype != DTYPES[manifest.dtype]:
+            raise ArtifactError(
+                f"tensor {name} has dtype {t.dtype}; the manifest says {manifest.dtype}"
+            )
         if not torch.isfinite(t).all():
             raise ArtifactError(f"tensor {name} contains NaN or Inf")
         out[name] = t

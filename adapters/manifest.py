@@ -55,6 +55,8 @@ class Manifest(BaseModel):
     metrics: dict[MetricName, float] = Field(default_factory=dict, max_length=C.MAX_METRICS)
     trainable_parameters: int = Field(default=0, ge=0, le=C.MAX_PARAMETERS)
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Storage dtype of every tensor in the weights (a serving bank casts at slot write).
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     created_at: str = Field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(), max_length=64
     )
