@@ -85,21 +85,20 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     app.state.metrics = metrics
     app.state.engine = None
     install_error_handlers(app)
-    app.include_router(health_router)
-    app.include_router(predict_router)
-    app.include_router(fanout_router)
-    app.include_router(v2_router)
-    app.include_router(adapters_router)
-    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    routers = (health_router, predict_router, fanout_router, v2_router, adapters_router)
+    for router in routers:
+        app.include_router(router)
 
     def body_limit(path: str, method: str) -> int:
         if path == UPLOAD_PATH and method == "PUT":  # two files plus multipart framing
             return 2 * settings.max_upload_bytes + 64 * 1024
         return settings.request_body_limit
 
+    # Outermost last: metrics see every answer; the token is checked before the body limit.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
-    routes = [*predict_router.routes, *adapters_router.routes]
+    routes = [route for router in routers for route in router.routes]
     app.add_middleware(EarlyAuthMiddleware, guards=guards(routes), settings=settings)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 
 

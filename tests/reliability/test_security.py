@@ -87,6 +87,7 @@ READS = [
     ("GET", "/adapters", {}, 200),
     ("GET", f"/adapters/{TASK}", {}, 200),
     ("GET", "/adapters/not-uploaded", {}, 404),
+    ("POST", "/v1/predict", {"json": {"tasks": [TASK], "inputs": "x"}}, 200),
 ]
 
 
@@ -97,6 +98,13 @@ def test_protected_reads_refuse_without_the_token(protected, method, path, kwarg
         assert r.status_code == 401, (auth, r.text)  # before 404 / 422: nothing leaks
     r = protected.request(method, path, headers=AUTH, **kwargs)
     assert r.status_code == status, r.text
+
+
+def test_refused_predicts_are_counted(protected):
+    """The 401 comes before the app, but the request metrics still see it."""
+    assert protected.post(f"/v1/{TASK}/predict", json={"inputs": "x"}).status_code == 401
+    metrics = protected.get("/metrics", headers=AUTH).text
+    assert 'unipelt_requests_total{status="401",task="' in metrics
 
 
 def test_probes_stay_open_when_reads_are_protected(protected):
