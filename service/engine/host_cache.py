@@ -3,7 +3,8 @@
 It sits between the device bank and the store: a bank miss that hits here is one copy into a
 slot, with no fetch, checksum or parse. Entries are immutable; eviction only drops the
 cache's reference, so a copy already under way keeps its tensors. On a CUDA device the
-tensors are pinned, so the copy into the bank is a direct DMA.
+tensors are pinned, so the copy into the bank is a direct DMA; with a half-precision bank they
+are kept in that precision (what the slot would hold anyway), at half the host memory.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from adapters.manifest import Manifest
@@ -28,9 +30,12 @@ class HostAdapter:
 
 
 class HostCache:
-    def __init__(self, max_bytes: int, pin: bool = False) -> None:
+    def __init__(
+        self, max_bytes: int, pin: bool = False, dtype: torch.dtype = torch.float32
+    ) -> None:
         self.max_bytes = max_bytes
         self.pin = pin
+        self.dtype = dtype  # the bank's: wider tensors are narrowed here, as the slot write would
         self._entries: OrderedDict[AdapterKey, HostAdapter] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -52,7 +57,7 @@ class HostCache:
     def put(self, key: AdapterKey, manifest: Manifest, weights: dict[str, Tensor]) -> HostAdapter:
         """Keep the adapter (evicting least recent ones); one larger than the whole budget is
         returned but not kept."""
-        weights = {k: _host_tensor(t, self.pin) for k, t in weights.items()}
+        weights = {k: _host_tensor(t, self.pin, self.dtype) for k, t in weights.items()}
         entry = HostAdapter(key, manifest, weights, sum(_nbytes(t) for t in weights.values()))
         if entry.nbytes > self.max_bytes:
             return entry
@@ -78,6 +83,9 @@ def _nbytes(t: Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def _host_tensor(t: Tensor, pin: bool) -> Tensor:
-    t = t.detach().cpu().contiguous()
+def _host_tensor(t: Tensor, pin: bool, dtype: torch.dtype) -> Tensor:
+    t = t.detach().cpu()
+    if t.is_floating_point() and t.element_size() > dtype.itemsize:
+        t = t.to(dtype)
+    t = t.contiguous()
     return t.pin_memory() if pin else t

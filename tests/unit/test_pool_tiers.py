@@ -107,6 +107,8 @@ def test_host_cache_is_bounded_by_bytes_and_lru(task):
     assert cache.get(("t", 2)) is None and len(cache) == 2 and cache.nbytes == 2 * size
     cache.drop_task("t", keep_version=3)
     assert cache.get(("t", 1)) is None and cache.get(("t", 3)) is not None
+    half = HostCache(max_bytes=size, dtype=torch.bfloat16).put(("t", 1), manifest, weights)
+    assert half.nbytes == size // 2 and half.weights["lora_q_A"].dtype == torch.bfloat16
     tiny = HostCache(max_bytes=size - 1)
     assert tiny.put(("t", 1), manifest, weights).nbytes == size  # served, not kept
     assert len(tiny) == 0 and tiny.nbytes == 0
