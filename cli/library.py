@@ -42,6 +42,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--patience", type=int, help="evaluations without gain (6)")
     parser.add_argument("--eval-every", default="0", help="steps; 0 = the step cap / 32")
+    parser.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1")
 
 
 def _train_parser(sub) -> None:

@@ -32,6 +32,17 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def training_device(name: str) -> str:
+    """Check `--device` before any weight moves: a clear error instead of torch's."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name} is not a torch device ({exc})") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: torch sees no CUDA device on this machine")
+    return name
+
+
 def method_config(args: argparse.Namespace) -> MethodConfig:
     overrides = {
         "bottleneck": args.bottleneck,
@@ -90,6 +101,7 @@ def task_data(args: argparse.Namespace, workdir: Path) -> TaskData:
 
 def train(args: argparse.Namespace) -> int:
     set_threads(args)
+    device = training_device(args.device)
     cfg = method_config(args)
     if cfg.full_finetune and args.output:
         raise ConfigError(
@@ -99,7 +111,7 @@ def train(args: argparse.Namespace) -> int:
     run_settings = settings(args, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="unipelt-") as workdir:
         data = task_data(args, Path(workdir))
-    backbone = load_backbone(args.backbone)
+    backbone = load_backbone(args.backbone, device=device)
     print(
         f"{data.spec.name}: {len(data.train)} train / {len(data.dev)} dev / {len(data.test)} "
         f"test examples; method {cfg.name}, lr {run_settings.learning_rate(cfg):g}",
@@ -199,6 +211,7 @@ def study(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             workers=args.workers,
             threads=args.threads or torch.get_num_threads(),
+            device=training_device(args.device),
         )
         total = len(config.grid())
         print(f"study: {total} runs, {total - len(config.pending())} already done", flush=True)

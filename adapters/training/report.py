@@ -12,6 +12,7 @@ from typing import Any
 
 from adapters.config import MethodConfig
 from adapters.data.glue import GLUE_TASKS, glue_dir_name
+from adapters.training.report_runs import runs_table, winners
 from adapters.training.study import RUNS_DIR
 
 CSV_FILE, TABLE_FILE, PLOT_FILE = "results.csv", "results.md", "results.png"
@@ -201,6 +202,10 @@ def markdown(records: list[dict[str, Any]]) -> str:
     notes = [line for k in ks for line in comparison(records, k)]
     if notes:
         parts += ["## UniPELT against its parts", "", *notes, ""]
+    best = [line for k in ks for line in winners(records, k, method_label, task_label)]
+    if best:
+        parts += ["## Winner per task (mean test score over seeds)", "", *best, ""]
+    parts += ["## What ran", "", runs_table(records, method_label, task_label), ""]
     parts += ["## Efficiency (median parameters; geometric mean of time ratios)", ""]
     parts += [efficiency_table(records), ""]
     return "\n".join(parts)

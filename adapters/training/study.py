@@ -62,6 +62,7 @@ class StudyConfig:
     backbone: str | None = None
     workers: int = 1
     threads: int = 1
+    device: str = "cpu"
 
     def grid(self) -> list[RunKey]:
         return [
@@ -156,6 +157,7 @@ def run_one(config: StudyConfig, key: RunKey, backbone: Backbone, tokenizer) -> 
         "settings": settings.to_dict(),
         "backbone": backbone.name,
         "threads": torch.get_num_threads(),
+        "device": str(outcome.learner.device),
         "machine": f"{platform.machine()} {os.cpu_count()} cpu",
     }
     _write_json(config.record_path(key), record)
@@ -173,9 +175,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(backbone: str | None, threads: int) -> None:
+def _init_worker(backbone: str | None, threads: int, device: str = "cpu") -> None:
     torch.set_num_threads(threads)
-    _WORKER["backbone"] = load_backbone(backbone)
+    _WORKER["backbone"] = load_backbone(backbone, device=device)
     _WORKER["tokenizer"] = load_tokenizer(_WORKER["backbone"].path)
 
 
@@ -202,7 +204,7 @@ def run_study(
         return 0
     if config.workers <= 1:
         if backbone is None:
-            _init_worker(config.backbone, config.threads)
+            _init_worker(config.backbone, config.threads, config.device)
             backbone, tokenizer = _WORKER["backbone"], _WORKER["tokenizer"]
         for done, key in enumerate(todo, start=1):
             record = run_one(config, key, backbone, tokenizer)
@@ -211,7 +213,7 @@ def run_study(
         return len(todo)
     context = get_context("spawn")
     with ProcessPoolExecutor(
-        config.workers, context, _init_worker, (config.backbone, config.threads)
+        config.workers, context, _init_worker, (config.backbone, config.threads, config.device)
     ) as pool:
         futures = [pool.submit(_worker_run, config, key) for key in todo]
         for done, future in enumerate(as_completed(futures), start=1):

@@ -77,6 +77,14 @@ def test_full_finetuning_refuses_to_save_an_artifact(review_files, tmp_path, cap
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("device", ["cuda", "tpu:x"])
+def test_train_names_an_unusable_device(review_files, capsys, device):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot be shown")
+    code = main(f"train --train-file {review_files[0]} --device {device}".split())
+    assert code == 2 and f"--device {device}" in capsys.readouterr().err
+
+
 def test_train_on_a_slice_of_glue_sst2(glue_dir, tmp_path, capsys, minilm):
     out = tmp_path / "sst2"
     code = main(

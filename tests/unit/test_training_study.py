@@ -122,6 +122,13 @@ def _record(task, method, seed, score, step=0.1, infer=0.01):
         "kept_parameters": 1000,
         "trainable_parameters": 2000,
         "backbone_parameters": 100000,
+        "steps": 200 + seed,
+        "best_step": 100,
+        "stopped_early": seed == 0,
+        "lr": 5e-4,
+        "wall_seconds": 60.0 * (seed + 1),
+        "device": "cpu",
+        "threads": 1,
     }
 
 
@@ -145,3 +152,11 @@ def test_markdown_means_averages_and_the_comparison():
     assert "LoRA, 67.50 (+4.00)" in text and "upper bound) 72.50 (-1.00)" in text
     assert "a single method beats APL on RTE" in text
     assert "| UniPELT (APL) | 1,000 | 1.00% | 2,000 | 50% | 100% |" in text
+    # winner per task, and one row per cell of what ran
+    assert (
+        "- K=100 RTE: **Adapter** 60.00 (2 seed(s)), then UniPELT (APL) 58.00: gap 2.00, "
+        "clear" in text
+    )
+    assert "SST-2: **LoRA** 85.00 (2 seed(s)), then UniPELT (APL) 85.00: gap 0.00, within" in text
+    row = "| 100 | RTE | UniPELT (APL) | 0,1 | 200 (100) | 1/2 | 0.0005 | 90 | 0.10 | cpu, 1 thread"
+    assert row in text
