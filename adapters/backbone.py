@@ -51,6 +51,13 @@ class Backbone:
     def config(self):
         return self.model.config
 
+    @property
+    def max_tokens(self) -> int:
+        """The longest token sequence the position embeddings allow. RoBERTa-style embeddings
+        number positions from `padding_idx + 1`, which costs that many positions."""
+        padding_idx = getattr(self.model.embeddings, "padding_idx", None)
+        return self.max_positions - (0 if padding_idx is None else padding_idx + 1)
+
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 

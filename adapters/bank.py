@@ -32,10 +32,10 @@ TABLE_WIDTH = 2 * G + len(ACTIVATIONS)
 class BankSizes:
     """The largest sizes a bank holds (a serving pool's limits)."""
 
-    lora_rank: int = 16
-    bottleneck: int = 96
-    prefix_length: int = 32
-    num_labels: int = 16
+    lora_rank: int = C.BANK_LORA_RANK
+    bottleneck: int = C.BANK_BOTTLENECK
+    prefix_length: int = C.BANK_PREFIX_LENGTH
+    num_labels: int = C.BANK_LABELS
 
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.lora_rank, self.bottleneck, self.prefix_length, self.num_labels)
@@ -58,9 +58,10 @@ class SlotMeta:
         return cls(*([0] * slots for _ in range(4)), [False] * slots, [False] * slots, [0] * slots)
 
     def write(self, slot: int, cfg: MethodConfig, num_labels: int) -> None:
-        self.lora_rank[slot] = cfg.lora_r if cfg.lora else 0
-        self.bottleneck[slot] = cfg.bottleneck if cfg.adapter else 0
-        self.prefix_length[slot] = cfg.prefix_length if cfg.prefix else 0
+        used = cfg.used_sizes
+        self.lora_rank[slot] = used.lora_r
+        self.bottleneck[slot] = used.bottleneck
+        self.prefix_length[slot] = used.prefix_length
         self.num_labels[slot] = num_labels
         self.bitfit[slot] = cfg.bitfit
         self.gated[slot] = cfg.uses_gates

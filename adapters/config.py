@@ -12,6 +12,15 @@ NON_LINEARITIES = ("relu", "gelu", "tanh", "swish")
 
 
 @dataclass(frozen=True)
+class UsedSizes:
+    """The sizes a task actually uses: 0 for a submodule that is off."""
+
+    lora_r: int
+    bottleneck: int
+    prefix_length: int
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     """Which of A (bottleneck adapter), P (prefix), L (LoRA) a task uses, and their sizes.
 
@@ -65,6 +74,15 @@ class MethodConfig:
     @property
     def uses_gates(self) -> bool:
         return self.gates and self.uses_pelt
+
+    @property
+    def used_sizes(self) -> UsedSizes:
+        """A size counts only when its submodule is on (an off LoRA keeps its `lora_r`)."""
+        return UsedSizes(
+            lora_r=self.lora_r if self.lora else 0,
+            bottleneck=self.bottleneck if self.adapter else 0,
+            prefix_length=self.prefix_length if self.prefix else 0,
+        )
 
     @property
     def lora_scaling(self) -> float:

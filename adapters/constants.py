@@ -20,6 +20,10 @@ HEAD_TENSORS = ("head_dense_w", "head_dense_b", "head_out_w", "head_out_b")
 BITFIT_TARGETS = ("q", "k", "v", "attn_out", "ln_attn", "ffn_in", "ffn_out", "ln_ffn")
 BITFIT_TENSORS = tuple(f"bitfit_{t}" for t in BITFIT_TARGETS)
 
+# Default largest sizes a serving bank holds (`bank.BankSizes`; the service's
+# UNIPELT_POOL_MAX_* settings default to these).
+BANK_LORA_RANK, BANK_BOTTLENECK, BANK_PREFIX_LENGTH, BANK_LABELS = 16, 96, 32, 16
+
 MAX_LABELS = 1000
 # Bounds on manifest fields: characters per label or metric name, metric count, parameters.
 MAX_LABEL_CHARS = 200

@@ -12,16 +12,19 @@ import torch
 from fastapi import FastAPI
 
 from adapters.backbone import Backbone, load_backbone
-from service.api.body_limit import UPLOAD_PATH, BodyLimitMiddleware
+from service.api.body_limit import BodyLimit, BodyLimitMiddleware
 from service.api.early_auth import EarlyAuthMiddleware, guards
 from service.api.error_handlers import install_error_handlers
 from service.api.request_metrics import RequestMetricsMiddleware
+from service.api.routes_adapters import UPLOAD_PATH
 from service.api.routes_adapters import router as adapters_router
 from service.api.routes_fanout import router as fanout_router
 from service.api.routes_health import router as health_router
 from service.api.routes_predict import router as predict_router
 from service.api.routes_v2 import router as v2_router
 from service.engine.engine import Engine
+from service.errors import AdapterTooLargeError, RequestTooLargeError
+from service.errors import describe as describe_errors
 from service.metrics import Metrics
 from service.server import uvicorn_options
 from service.settings import Settings
@@ -74,10 +77,8 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
         version="0.1.0",
         description=(
             "Many UniPELT task adapters (LoRA + prefix + bottleneck adapters behind learned "
-            "gates) on one frozen backbone. Errors: 401 missing token, 404 unknown task, "
-            "413 upload too large, 422 invalid input / input too long / invalid adapter, "
-            "429 queue full (Retry-After), 500 NaN or Inf adapter output, "
-            "503 store unreachable or not ready."
+            'gates) on one frozen backbone. Errors are JSON {"error": kind, "detail": text}; '
+            f"statuses and kinds: {describe_errors()}."
         ),
         lifespan=lifespan,
     )
@@ -89,10 +90,11 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     for router in routers:
         app.include_router(router)
 
-    def body_limit(path: str, method: str) -> int:
-        if path == UPLOAD_PATH and method == "PUT":  # two files plus multipart framing
-            return 2 * settings.max_upload_bytes + 64 * 1024
-        return settings.request_body_limit
+    upload_limit = BodyLimit(settings.max_upload_bytes, AdapterTooLargeError, "upload")
+    request_limit = BodyLimit(settings.request_body_limit, RequestTooLargeError)
+
+    def body_limit(path: str, method: str) -> BodyLimit:
+        return upload_limit if (path, method) == (UPLOAD_PATH, "PUT") else request_limit
 
     # Outermost last: metrics see every answer; the token is checked before the body limit.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)

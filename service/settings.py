@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters import constants as C
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="UNIPELT_", extra="ignore")
@@ -56,12 +58,13 @@ class Settings(BaseSettings):
     host_cache_bytes: int = Field(1 * 2**30, ge=0)
     # Background loads of new versions of tasks this replica holds (0 turns them off).
     warm_queue: int = Field(16, ge=0)
-    pool_max_lora_rank: int = Field(16, ge=1)
-    pool_max_bottleneck: int = Field(96, ge=1)
-    pool_max_prefix_length: int = Field(32, ge=1)
-    pool_max_labels: int = Field(16, ge=1)
+    pool_max_lora_rank: int = Field(C.BANK_LORA_RANK, ge=1)
+    pool_max_bottleneck: int = Field(C.BANK_BOTTLENECK, ge=1)
+    pool_max_prefix_length: int = Field(C.BANK_PREFIX_LENGTH, ge=1)
+    pool_max_labels: int = Field(C.BANK_LABELS, ge=1)
     live_cache_ttl_s: float = Field(30.0, ge=0)
 
+    # The whole body of an upload request (both files and their multipart framing).
     max_upload_bytes: int = Field(64 * 2**20, ge=1)
     # Any body other than an upload; unset: room for the largest request the input limits allow.
     max_request_bytes: int | None = Field(None, ge=1024)
@@ -75,3 +78,10 @@ class Settings(BaseSettings):
 
     canary_on_upload: bool = True
     max_task_labels: int = Field(50, ge=1)  # bound on distinct task labels in metrics
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets `field`."""
+        if field not in cls.model_fields:
+            raise KeyError(f"no setting {field!r}")
+        return f"{cls.model_config['env_prefix']}{field.upper()}"

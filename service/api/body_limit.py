@@ -1,17 +1,33 @@
-"""ASGI middleware that refuses request bodies over a size limit with 413, before parsing."""
+"""ASGI middleware that refuses request bodies over a size limit with 413, before parsing.
+
+This is the one place request sizes are checked, uploads included: `limit_for` names each
+route's limit and the error that reports it. Bodies with a Content-Length over the limit are
+refused unread; chunked bodies are cut off as soon as they pass it.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
-UPLOAD_PATH = "/adapters"
+from service.api.error_handlers import response_for
+from service.errors import ServiceError
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    max_bytes: int
+    error: Callable[[str], ServiceError]
+    what: str = "request body"
+
+    def refusal(self) -> ServiceError:
+        return self.error(f"{self.what} exceeds {self.max_bytes} bytes")
 
 
 class BodyLimitMiddleware:
-    """`limit_for(path, method)` gives the byte limit; bigger bodies get 413 unread."""
+    """`limit_for(path, method)` gives the limit; bigger bodies get its 413 unread."""
 
-    def __init__(self, app, limit_for: Callable[[str, str], int]) -> None:
+    def __init__(self, app, limit_for: Callable[[str, str], BodyLimit]) -> None:
         self.app = app
         self.limit_for = limit_for
 
@@ -21,8 +37,8 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope.get("path", ""), scope.get("method", "GET"))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_413(send, limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit.max_bytes:
+            await response_for(limit.refusal())(scope, receive, send)
             return
         state = {"received": 0, "exceeded": False, "started": False}
 
@@ -30,7 +46,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
-                if state["received"] > limit:  # a chunked body without a length: stop it
+                if state["received"] > limit.max_bytes:  # a chunked body: stop it
                     state["exceeded"] = True
                     return {"type": "http.request", "body": b"", "more_body": False}
             return message
@@ -43,13 +59,4 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, guarded_send)
         if state["exceeded"] and not state["started"]:
-            await _send_413(send, limit)
-
-
-async def _send_413(send, limit: int) -> None:
-    body = json.dumps(
-        {"error": "request_too_large", "detail": f"request body exceeds {limit} bytes"}
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+            await response_for(limit.refusal())(scope, receive, send)

@@ -8,7 +8,6 @@ the size limit is otherwise received in full before a 401).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from service.api.deps import check_token, require_read, require_write
+from service.api.error_handlers import response_for
 from service.errors import UnauthorizedError
 from service.settings import Settings
 
@@ -61,17 +61,6 @@ class EarlyAuthMiddleware:
             try:
                 check_token(self.settings, authorization)
             except UnauthorizedError as exc:
-                await _send_401(send, str(exc))
+                await response_for(exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-async def _send_401(send, detail: str) -> None:
-    body = json.dumps({"error": UnauthorizedError.kind, "detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"www-authenticate", b"Bearer"),
-    ]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

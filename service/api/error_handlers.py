@@ -1,4 +1,4 @@
-"""One place that turns every typed error into its HTTP status and a JSON body."""
+"""The one handler that renders every error through the table in `service/errors.py`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,31 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.engine.pool import PoolFullError
-from service.errors import QueueFullError, ServiceError, library_error_status
+from service.errors import ERROR_TABLE, INTERNAL, ErrorStatus, http_status, status_of
 
 log = logging.getLogger("unipelt.api")
 
 
-def error_response(status: int, kind: str, detail: str, headers: dict | None = None):
-    return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
+def error_response(entry: ErrorStatus, detail: str) -> JSONResponse:
+    body = {"error": entry.kind, "detail": _printable(detail)}
+    return JSONResponse(body, status_code=entry.status, headers=entry.headers or None)
+
+
+def response_for(exc: Exception) -> JSONResponse:
+    """The JSON error response of any exception (also used by the ASGI middlewares)."""
+    if isinstance(exc, StarletteHTTPException):
+        return error_response(http_status(exc.status_code, exc.headers), str(exc.detail))
+    entry = status_of(exc)
+    if entry is INTERNAL:  # never echo an unexpected exception's text
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return error_response(entry, "internal server error")
+    if isinstance(exc, RequestValidationError):
+        return error_response(entry, validation_detail(exc))
+    if entry.status >= 500:
+        log.warning("%s: %s", entry.kind, exc)
+    return error_response(entry, str(exc))
 
 
 def _printable(value: object) -> str:
@@ -33,30 +49,8 @@ def validation_detail(exc: RequestValidationError) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    table = library_error_status()
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return response_for(exc)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_input", validation_detail(exc))
-
-    @app.exception_handler(ServiceError)
-    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = (
-            {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
-        )
-        return error_response(exc.status, exc.kind, str(exc), headers)
-
-    @app.exception_handler(PoolFullError)
-    async def _pool_full(request: Request, exc: PoolFullError) -> JSONResponse:
-        return error_response(429, "overloaded", str(exc), {"Retry-After": "1"})
-
-    for error_type, status, kind in table:
-
-        async def _mapped(
-            request: Request, exc: Exception, status: int = status, kind: str = kind
-        ) -> JSONResponse:
-            if status >= 500:
-                log.warning("%s: %s", kind, exc)
-            return error_response(status, kind, str(exc))
-
-        app.add_exception_handler(error_type, _mapped)
+    for error_type in (*ERROR_TABLE, StarletteHTTPException, Exception):
+        app.add_exception_handler(error_type, handle)

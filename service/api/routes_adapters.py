@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 
-from service.api.deps import EngineDep, SettingsDep, TaskName, require_read, require_write
+from service.api.deps import EngineDep, TaskName, require_read, require_write
 from service.api.schemas import ErrorOut, RollbackRequest
-from service.engine.peft_upload import PeftUpload, peft_artifact_bytes
+from service.engine.peft_upload import PeftUpload
 from service.engine.registry import AdapterVersion, TaskDetail, TaskLive
-from service.errors import AdapterTooLargeError, InvalidInputError
+from service.errors import InvalidInputError
 
 router = APIRouter(prefix="/adapters", tags=["adapters"])
+UPLOAD_PATH = router.prefix  # PUT: its body limit is UNIPELT_MAX_UPLOAD_BYTES (service.main)
 
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Malformed multipart body"},
     401: {"model": ErrorOut, "description": "Missing or wrong bearer token"},
     409: {"model": ErrorOut, "description": "Lost a race with a concurrent change"},
     413: {"model": ErrorOut, "description": "Upload over the size limit"},
     422: {"model": ErrorOut, "description": "Invalid artifact (reason in detail)"},
     503: {"model": ErrorOut, "description": "Adapter store unreachable"},
 }
-
-
-async def _read_limited(upload: UploadFile, limit: int) -> bytes:
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise AdapterTooLargeError(f"{upload.filename or 'file'} exceeds {limit} bytes")
-    return data
 
 
 @router.put(
@@ -41,9 +35,7 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     "adapter_weights + task + labels); it goes live at once",
 )
 async def upload_adapter(
-    request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
     manifest: Annotated[UploadFile | None, File(description="manifest.json")] = None,
     weights: Annotated[UploadFile | None, File(description="adapter.safetensors")] = None,
     adapter_config: Annotated[UploadFile | None, File(description="PEFT config")] = None,
@@ -53,35 +45,25 @@ async def upload_adapter(
     text_pair: Annotated[bool | None, Form(description="PEFT: inputs are pairs")] = None,
     max_length: Annotated[int | None, Form(description="PEFT: tokens per input")] = None,
 ) -> AdapterVersion:
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > settings.max_upload_bytes + 64 * 1024:
-        raise AdapterTooLargeError(
-            f"request body is {declared} bytes; the limit is {settings.max_upload_bytes}"
-        )
-    limit = settings.max_upload_bytes
+    """The whole body is at most UNIPELT_MAX_UPLOAD_BYTES, checked while it arrives."""
     if manifest is not None and weights is not None and adapter_config is None:
-        manifest_bytes = await _read_limited(manifest, limit)
-        weight_bytes = await _read_limited(weights, limit)
-    elif adapter_config is not None and adapter_weights is not None and manifest is None:
+        return await engine.adapters.upload(await manifest.read(), await weights.read())
+    if adapter_config is not None and adapter_weights is not None and manifest is None:
         if not task:
             raise InvalidInputError("a PEFT upload needs a task part (the task name)")
         peft = PeftUpload(
-            await _read_limited(adapter_config, limit),
-            await _read_limited(adapter_weights, limit),
+            await adapter_config.read(),
+            await adapter_weights.read(),
             task,
             labels,
             text_pair,
             max_length,
         )
-        manifest_bytes, weight_bytes = await asyncio.to_thread(
-            peft_artifact_bytes, peft, engine.backbone
-        )
-    else:
-        raise InvalidInputError(
-            "send the parts manifest and weights (an artifact), or adapter_config, "
-            "adapter_weights, task and labels (a PEFT LoRA adapter)"
-        )
-    return await engine.adapters.upload(manifest_bytes, weight_bytes)
+        return await engine.adapters.upload_peft(peft)
+    raise InvalidInputError(
+        "send the parts manifest and weights (an artifact), or adapter_config, "
+        "adapter_weights, task and labels (a PEFT LoRA adapter)"
+    )
 
 
 @router.get("", response_model=list[TaskLive], dependencies=[Depends(require_read)])

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.errors import NotReadyError
+
 router = APIRouter(tags=["operations"])
 
 
@@ -18,11 +20,8 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
-        return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
-    store_ok = await engine.adapters.store_reachable()
-    engine.metrics.store_up.set(1 if store_ok else 0)
-    if not store_ok:
-        return JSONResponse({"ready": False, "reason": "store unreachable"}, status_code=503)
+        raise NotReadyError("the engine is still starting")
+    await engine.adapters.check_store()
     return JSONResponse(
         {"ready": True, "backbone": engine.backbone.name, "pool": engine.pool_status()}
     )

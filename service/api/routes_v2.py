@@ -28,8 +28,7 @@ from service.api.v2_codec import (
     encode_response,
     parse_infer_request,
 )
-from service.engine.pool import PoolFullError
-from service.errors import ServiceError, UnknownVersionError, library_error_status
+from service.errors import INTERNAL, UnknownVersionError, status_of
 
 log = logging.getLogger("unipelt.api")
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
@@ -40,14 +39,8 @@ def error_status(exc: Exception) -> tuple[int, str] | None:
     """The status and kind our other routes give this error; None for an unexpected one."""
     if isinstance(exc, ProtocolError | ValidationError):
         return 400, "invalid_request"
-    if isinstance(exc, ServiceError):
-        return exc.status, exc.kind
-    if isinstance(exc, PoolFullError):
-        return 429, "overloaded"
-    for error_type, status, kind in library_error_status():
-        if isinstance(exc, error_type):
-            return status, kind
-    return None
+    entry = status_of(exc)
+    return None if entry is INTERNAL else (entry.status, entry.kind)
 
 
 async def answer(call: Callable[[], Awaitable[Response]]) -> Response:

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from adapters.artifact import Artifact, parse_artifact
 from adapters.backbone import Backbone
-from adapters.bank import BankSizes, TaskBank
+from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
-from adapters.plan import plan_batch
 from adapters.tokenization import load_tokenizer
 from service.engine.batcher import DynamicBatcher
 from service.engine.checks import check_finite, check_pairing
@@ -24,17 +22,13 @@ from service.engine.registry import AdapterRegistry
 from service.engine.resolver import AdapterResolver
 from service.engine.runner import BatchRunner, Row, RowResult
 from service.engine.sizing import plan_pool
+from service.engine.upload_check import UploadCheck, bank_sizes
 from service.engine.warmer import Warmer
-from service.errors import (
-    AdapterTooLargeError,
-    InvalidAdapterError,
-)
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store.adapter_store import AdapterStore
 
 log = logging.getLogger("unipelt.engine")
-CANARY_TEXT = ("the quick brown fox jumps over the lazy dog", "a second segment")
 
 
 @dataclass(frozen=True)
@@ -59,12 +53,7 @@ class Engine:
         self.dtype = getattr(torch, settings.dtype)
         self.tokenizer = load_tokenizer(backbone.path)
         self.model = UniPELTModel(backbone).to(self.device, self.dtype).eval()
-        self.sizes = BankSizes(
-            lora_rank=settings.pool_max_lora_rank,
-            bottleneck=settings.pool_max_bottleneck,
-            prefix_length=settings.pool_max_prefix_length,
-            num_labels=settings.pool_max_labels,
-        )
+        self.sizes = bank_sizes(settings)
         self.plan = plan_pool(
             settings.pool_max_bytes,
             backbone.dims,
@@ -90,8 +79,11 @@ class Engine:
             self.plan.budget,
             settings.host_cache_bytes,
         )
+        self.check_upload = UploadCheck(
+            settings, backbone, self.model, self.tokenizer, self.device, self.dtype
+        )
         self.adapters = AdapterRegistry(
-            store, self.resolver, self.loader, self.validate_upload, metrics
+            store, self.resolver, self.loader, self.check_upload, metrics
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         encoder = BatchEncoder(self.tokenizer, settings.truncate)
@@ -112,8 +104,6 @@ class Engine:
             settings.batch_policy,
             settings.max_queue,
         )
-        offset = 2 if backbone.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
-        self.position_limit = backbone.max_positions - offset
 
     def start(self) -> None:
         self.batcher.start()
@@ -144,7 +134,7 @@ class Engine:
             max_length = min(
                 self.settings.max_length,
                 manifest.tokenizer.max_length,
-                self.position_limit,
+                self.backbone.max_tokens,
             )
             rows = [
                 Row(
@@ -163,55 +153,6 @@ class Engine:
         finally:
             self.resolver.release(resident)
         return Prediction(task=task, version=resident.key[1], results=results)
-
-    # ---- adapters ------------------------------------------------------------------------
-    def validate_upload(self, manifest_bytes: bytes, weights: bytes) -> Artifact:
-        """Everything short of publishing: size, schema, backbone, tensors, limits, canary."""
-        total = len(manifest_bytes) + len(weights)
-        if total > self.settings.max_upload_bytes:
-            raise AdapterTooLargeError(
-                f"upload is {total} bytes; the limit is {self.settings.max_upload_bytes}"
-            )
-        artifact = parse_artifact(manifest_bytes, weights, self.backbone)
-        self.check_fits_pool(artifact)
-        if self.settings.canary_on_upload:
-            self.canary(artifact)
-        return artifact
-
-    def check_fits_pool(self, artifact: Artifact) -> None:
-        cfg, s = artifact.config, self.sizes
-        limits = [
-            ("lora_r", cfg.lora_r if cfg.lora else 0, s.lora_rank),
-            ("bottleneck", cfg.bottleneck if cfg.adapter else 0, s.bottleneck),
-            ("prefix_length", cfg.prefix_length if cfg.prefix else 0, s.prefix_length),
-            ("labels", artifact.manifest.num_labels, s.num_labels),
-        ]
-        for name, value, limit in limits:
-            if value > limit:
-                raise InvalidAdapterError(
-                    f"{name}={value} exceeds this server's limit of {limit} "
-                    f"(UNIPELT_POOL_MAX_{name.upper().replace('_R', '_RANK')})"
-                )
-        # Within these limits an adapter fits a slot by construction (`sizing.plan_pool`).
-
-    @torch.inference_mode()
-    def canary(self, artifact: Artifact) -> None:
-        """Run the adapter once on a fixed input; it must give finite outputs."""
-        bank = TaskBank.from_tasks(
-            [(artifact.config, artifact.weights)], self.backbone.dims, self.device, self.dtype
-        )
-        pair = CANARY_TEXT if artifact.manifest.tokenizer.text_pair else CANARY_TEXT[:1]
-        enc = self.tokenizer(*[[t] for t in pair], return_tensors="pt")
-        out = self.model(
-            enc["input_ids"].to(self.device),
-            enc["attention_mask"].to(self.device),
-            bank,
-            torch.zeros(1, dtype=torch.long, device=self.device),
-            enc.get("token_type_ids").to(self.device) if "token_type_ids" in enc else None,
-            plan=plan_batch(bank, [0], padded=False),  # host-side: no device read
-        )
-        if not torch.isfinite(out.logits).all():
-            raise InvalidAdapterError("canary forward pass produced NaN or Inf outputs")
 
     def _evicted(self, resident) -> None:
         self.metrics.cache_evictions.inc()

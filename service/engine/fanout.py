@@ -83,7 +83,9 @@ def _acquire_all(engine: Engine, tasks: Sequence[str]) -> list[Resident]:
 
 def _max_length(engine: Engine, resident: Resident) -> int:
     manifest = resident.manifest
-    return min(engine.settings.max_length, manifest.tokenizer.max_length, engine.position_limit)
+    return min(
+        engine.settings.max_length, manifest.tokenizer.max_length, engine.backbone.max_tokens
+    )
 
 
 def _prediction(task: str, version: int, results: list) -> Prediction:

@@ -17,9 +17,11 @@ from adapters.artifact import Artifact
 from adapters.config import MethodConfig
 from adapters.errors import ConfigError
 from service.engine.loader import AdapterLoader
+from service.engine.peft_upload import PeftUpload, peft_artifact_bytes
 from service.engine.resolver import AdapterResolver
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
+from service.store.errors import StoreUnavailableError
 from service.store.records import LiveState, VersionInfo
 
 
@@ -97,6 +99,15 @@ class AdapterRegistry:
             self.metrics.uploads.labels(result="refused").inc()
             raise
 
+    async def upload_peft(self, peft: PeftUpload) -> AdapterVersion:
+        """A PEFT LoRA adapter, converted to an artifact, then uploaded like any other."""
+        try:
+            artifact = await asyncio.to_thread(peft_artifact_bytes, peft, self.loader.backbone)
+        except Exception:
+            self.metrics.uploads.labels(result="refused").inc()
+            raise
+        return await self.upload(*artifact)
+
     def _upload(self, manifest_bytes: bytes, weights: bytes) -> AdapterVersion:
         artifact = self.validate(manifest_bytes, weights)
         published = self.store.publish(artifact.manifest.task, manifest_bytes, weights)
@@ -156,4 +167,11 @@ class AdapterRegistry:
         return await asyncio.to_thread(self.resolver.live_version, task)
 
     async def store_reachable(self) -> bool:
-        return await asyncio.to_thread(self.store.ping)
+        reachable = await asyncio.to_thread(self.store.ping)
+        self.metrics.store_up.set(1 if reachable else 0)
+        return reachable
+
+    async def check_store(self) -> None:
+        """Raises StoreUnavailableError when the store does not answer a ping."""
+        if not await self.store_reachable():
+            raise StoreUnavailableError("the adapter store is unreachable")

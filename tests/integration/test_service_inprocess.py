@@ -191,3 +191,33 @@ def test_upload_says_not_live_when_a_newer_upload_won(client, minilm):
     assert client.post("/v1/racer/predict", json={"inputs": "x"}).json()["version"] == 2
     r = upload(client, *artifact_bytes("racer", MethodConfig.preset("a"), minilm, seed=9))
     assert (r.json()["version"], r.json()["live"]) == (3, True)
+
+
+def multipart_body(manifest: bytes, weights: bytes, size: int) -> tuple[bytes, dict]:
+    """An upload body of exactly `size` bytes (the weights padded to fit)."""
+    boundary = b"unipelt-boundary"
+
+    def body(pad: int) -> bytes:
+        parts = [(b"manifest", manifest), (b"weights", weights + b"\0" * pad)]
+        out = b""
+        for name, data in parts:
+            out += b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name
+            out += b'"; filename="' + name + b'"\r\n\r\n' + data + b"\r\n"
+        return out + b"--" + boundary + b"--\r\n"
+
+    content = body(size - len(body(0)))
+    assert len(content) == size
+    return content, {**AUTH, "content-type": f"multipart/form-data; boundary={boundary.decode()}"}
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 422), (1, 413)])
+def test_the_upload_limit_is_the_whole_body(client, minilm, extra, status):
+    """UNIPELT_MAX_UPLOAD_BYTES bounds the request body, framing included: one byte over is a
+    413 even though both files together are under it; at the limit the artifact is read (and
+    refused for its padded weights)."""
+    limit = client.app.state.settings.max_upload_bytes
+    manifest, weights = artifact_bytes("sized", MethodConfig.preset("a"), minilm)
+    content, headers = multipart_body(manifest, weights, limit + extra)
+    r = client.put("/adapters", content=content, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == ("adapter_too_large" if status == 413 else "invalid_adapter")

@@ -1,5 +1,5 @@
 """A blob corrupted inside Redis (written directly, as a disk fault or a stray client would) is
-refused when the adapter is loaded: a 502 with a clear error kind and a log line, never a
+refused when the adapter is loaded: a 500 with a clear error kind and a log line, never a
 prediction. A good upload afterwards serves again."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_corrupt_blob_is_refused_at_load_and_reported(
     try:
         for _ in range(2):  # refused every time, not just on the first load
             r = httpx.post(f"{service.url}/v1/{task}/predict", json={"inputs": "x"})
-            assert r.status_code == 502, r.text
+            assert r.status_code == 500, r.text
             assert r.json()["error"] == "corrupt_adapter"
             assert detail in r.json()["detail"]
         assert f"corrupt_adapter: task '{task}' version {version}: {part} blob" in service.log()

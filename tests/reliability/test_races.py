@@ -43,7 +43,7 @@ class DeleteOnFirstRead:
 
 def test_fetch_racing_a_delete_reports_not_found_not_corrupt(redis_server, minilm):
     """A cache miss that loses the race against DELETE /adapters/{task} must be a 404 (the
-    task is gone), not a 502 corrupt_adapter (nothing is corrupt)."""
+    task is gone), not a 500 corrupt_adapter (nothing is corrupt)."""
     store = redis_store(redis_server.url)
     task = "race-delete"
     info = store.publish(task, *task_artifact(minilm, task))

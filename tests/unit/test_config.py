@@ -70,3 +70,23 @@ def test_bert_base_counts_match_the_paper():
     assert apl - sum(parts.values()) == 36_912  # gates: 12 layers x 4 x (768 + 1)
     mlp = prefix_mlp_parameter_count(MethodConfig.preset("p"), BERT_BASE)
     assert 9.8e6 < mlp < 10.0e6
+
+
+@pytest.mark.parametrize(
+    ("preset", "used"),
+    [
+        ("apl", (8, 48, 10)),
+        ("a", (0, 48, 0)),
+        ("l", (8, 0, 0)),
+        ("p", (0, 0, 10)),
+        ("head", (0, 0, 0)),
+    ],
+)
+def test_a_size_counts_only_when_its_submodule_is_on(preset, used):
+    sizes = MethodConfig.preset(preset).used_sizes
+    assert (sizes.lora_r, sizes.bottleneck, sizes.prefix_length) == used
+
+
+def test_max_tokens_leaves_out_positions_roberta_reserves(tiny_bert, tiny_roberta):
+    assert (tiny_bert.max_positions, tiny_bert.max_tokens) == (64, 64)
+    assert (tiny_roberta.max_positions, tiny_roberta.max_tokens) == (64, 62)  # padding_idx 1
