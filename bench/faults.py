@@ -64,6 +64,7 @@ def outages(slot, redis, backbone, count: int) -> dict:
             try:
                 figures = run_outage(
                     url,
+                    redis.url,
                     backbone,
                     "outage-hot",
                     f"outage-cold-{kind}-{i}",

@@ -100,11 +100,13 @@ def make_resident(url: str, backbone, task: str) -> None:
     httpx.post(f"{url}/v1/{task}/predict", json={"inputs": "warm"}).raise_for_status()
 
 
-def run_outage(url: str, backbone, hot: str, cold: str, outage, restore, clients: int) -> dict:
-    """Upload `cold` (never predicted: not resident); hammer the resident `hot` from `clients`
+def run_outage(
+    url: str, redis_url: str, backbone, hot: str, cold: str, outage, restore, clients: int
+) -> dict:
+    """Publish `cold` straight to the store (this replica never held it: an upload through it
+    would keep the adapter in its host tier); hammer the resident `hot` from `clients`
     threads; `outage()`; probe every kind of request at once; `restore()`; probe recovery."""
-    files = upload_files(*task_artifact(backbone, cold, 1))
-    httpx.put(f"{url}/adapters", files=files, headers=AUTH, timeout=60).raise_for_status()
+    redis_store(redis_url).publish(cold, *task_artifact(backbone, cold, 1))
     new_files = upload_files(*task_artifact(backbone, cold, 2))
     figures: dict = {}
     with Hammer(url, hot, clients) as hammer, httpx.Client(base_url=url, timeout=30) as client:

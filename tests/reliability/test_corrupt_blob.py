@@ -33,12 +33,11 @@ def test_corrupt_blob_is_refused_at_load_and_reported(
     service, redis_server, minilm, case, part, corrupt, detail
 ):
     task = f"corrupt-{case}"
-    files = upload_files(*task_artifact(minilm, task))
-    r = httpx.put(f"{service.url}/adapters", files=files, headers=AUTH)
-    assert r.status_code == 201, r.text
-    version = r.json()["version"]
     store = redis_store(redis_server.url)
-    key = store.keys.blob(task, version, part)  # never predicted: not resident
+    # Published by another writer: this replica never held it (an upload through this replica
+    # would keep the validated adapter in its host tier and never read the blob again).
+    version = store.publish(task, *task_artifact(minilm, task)).version
+    key = store.keys.blob(task, version, part)
     if corrupt is None:
         store.client.delete(key)
     else:

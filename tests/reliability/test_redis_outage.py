@@ -34,7 +34,14 @@ def frozen(slot, redis_server, hot, minilm) -> dict:
     try:
         url = slot.get().url
         return run_outage(
-            url, minilm, hot, "cold-frozen", redis_server.freeze, redis_server.thaw, 3
+            url,
+            redis_server.url,
+            minilm,
+            hot,
+            "cold-frozen",
+            redis_server.freeze,
+            redis_server.thaw,
+            3,
         )
     finally:
         redis_server.thaw()
@@ -45,7 +52,14 @@ def stopped(slot, redis_server, hot, minilm) -> dict:
     try:
         url = slot.get().url
         return run_outage(
-            url, minilm, hot, "cold-stopped", redis_server.halt, redis_server.start, 4
+            url,
+            redis_server.url,
+            minilm,
+            hot,
+            "cold-stopped",
+            redis_server.halt,
+            redis_server.start,
+            4,
         )
     finally:
         if not redis_server.server.running:
