@@ -110,14 +110,14 @@ class BatchRunner:
         types = [(t or [0] * len(ids)) + [0] * (T - len(ids)) for ids, t in encoded]
         mask = [[1] * n + [0] * (T - n) for n in lengths]
         blank = [self.pad] * T
-        tensors = (
+        tensors = [
             torch.tensor(rows + [blank] * extra),
             torch.tensor(mask + [[1] + [0] * (T - 1)] * extra),
             torch.tensor(types + [[0] * T] * extra),
             torch.tensor(slots + [slots[0]] * extra),
-        )
+        ]
         if self.pin:
-            tensors = tuple(t.pin_memory() for t in tensors)
+            tensors = [t.pin_memory() for t in tensors]
         return Inputs(*tensors), lengths
 
 

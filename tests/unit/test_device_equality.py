@@ -1,0 +1,97 @@
+"""The mixed forward on the device named by UNIPELT_TEST_DEVICE (default cpu; bench/gpu_check.sh
+runs this file with cuda): a mixed batch equals its rows run alone, the device agrees with the
+CPU, and the CUDA runner's captured graphs give the eager logits."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+from adapters.bank import TaskBank
+from adapters.config import MethodConfig
+from adapters.model import UniPELTModel
+from adapters.plan import Buckets, plan_batch
+from service.engine.graphs import GraphCache, Inputs
+from tests.helpers import random_task
+
+DEVICE = torch.device(os.environ.get("UNIPELT_TEST_DEVICE", "cpu"))
+P = MethodConfig.preset
+TASKS = [
+    (P("apl"), 2),
+    (P("a", bottleneck=7), 3),
+    (P("p", prefix_length=4), 2),
+    (P("l", lora_r=3), 5),
+    (P("apl-nogate", adapter_non_linearity="gelu"), 2),
+    (P("bitfit"), 4),
+    (P("head"), 2),
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_bert):
+    tasks = [(cfg, random_task(cfg, tiny_bert, n, seed=i)) for i, (cfg, n) in enumerate(TASKS)]
+    backbone = copy.deepcopy(tiny_bert)
+    model = UniPELTModel(backbone).to(DEVICE).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 120, (16, 16), generator=g)
+    mask = torch.ones_like(ids)
+    for i in range(16):
+        mask[i, int(torch.randint(2, 17, (1,), generator=g)) :] = 0
+    slots = torch.randint(0, len(TASKS), (16,), generator=g)
+    return tasks, model, ids, mask, slots
+
+
+def test_mixed_batch_equals_rows_alone_on_the_device(setup, tiny_bert):
+    tasks, model, ids, mask, slots = setup
+    bank = TaskBank.from_tasks(tasks, tiny_bert.dims, DEVICE)
+    plan = plan_batch(bank, slots.tolist(), padded=True)
+    with torch.no_grad():
+        mixed = model(ids.to(DEVICE), mask.to(DEVICE), bank, slots.to(DEVICE), plan=plan)
+        cpu = UniPELTModel(tiny_bert).eval()(
+            ids, mask, TaskBank.from_tasks(tasks, tiny_bert.dims), slots
+        )
+        torch.testing.assert_close(mixed.logits.cpu(), cpu.logits, atol=1e-4, rtol=0)
+        for i in range(16):
+            n, k = int(mask[i].sum()), int(mixed.num_labels[i])
+            row = (ids[i : i + 1, :n].to(DEVICE), mask[i : i + 1, :n].to(DEVICE))
+            alone_plan = plan_batch(bank, [int(slots[i])], padded=False)
+            alone = model(*row, bank, slots[i : i + 1].to(DEVICE), plan=alone_plan)
+            torch.testing.assert_close(alone.logits[0, :k], mixed.logits[i, :k], atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA graphs need a CUDA device")
+def test_captured_graphs_give_the_eager_logits_and_see_slot_writes(setup, tiny_bert):
+    tasks, model, ids, mask, slots = setup
+    bank = TaskBank.from_tasks(tasks, tiny_bert.dims, DEVICE)
+    graphs = GraphCache(model, bank, DEVICE, max_graphs=4)
+    plan = plan_batch(bank, slots.tolist(), True, Buckets.static(), single_slot=False)
+    inputs = Inputs(ids.pin_memory(), mask.pin_memory(), torch.zeros_like(ids), slots)
+    with torch.inference_mode():
+        eager = model(ids.to(DEVICE), mask.to(DEVICE), bank, slots.to(DEVICE), plan=plan)
+        got, _ = graphs.run(inputs, plan, want_gates=False)
+        torch.testing.assert_close(got, eager.logits, atol=1e-5, rtol=0)
+        # A slot rewritten after capture: the replay reads the bank in place.
+        first = int(slots[0])
+        cfg, weights = tasks[first]
+        bank.write(first, cfg, {k: v * 1.5 for k, v in weights.items()})
+        eager = model(ids.to(DEVICE), mask.to(DEVICE), bank, slots.to(DEVICE), plan=plan)
+        got, _ = graphs.run(inputs, plan, want_gates=False)
+        torch.testing.assert_close(got, eager.logits, atol=1e-5, rtol=0)
+    assert graphs.captures == 1
+
+
+def test_bfloat16_on_the_device_is_within_tolerance_of_float32(setup, tiny_bert):
+    tasks, _, ids, mask, slots = setup
+    low_model = UniPELTModel(copy.deepcopy(tiny_bert)).to(DEVICE, torch.bfloat16).eval()
+    bank = TaskBank.from_tasks(tasks, tiny_bert.dims, DEVICE, torch.bfloat16)
+    plan = plan_batch(bank, slots.tolist(), padded=True)
+    with torch.no_grad():
+        low = low_model(ids.to(DEVICE), mask.to(DEVICE), bank, slots.to(DEVICE), plan=plan)
+        ref = UniPELTModel(tiny_bert).eval()(
+            ids, mask, TaskBank.from_tasks(tasks, tiny_bert.dims), slots
+        )
+    bound = 8 * 2.0**-8 * max(1.0, float(ref.logits.abs().max()))  # as in test_dtypes
+    assert float((low.logits.float().cpu() - ref.logits).abs().max()) <= bound
