@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -122,3 +124,15 @@ def test_full_finetuning_matches_transformers_step_for_step(tiny_bert):
     emb = ours.model.encoder.embeddings.word_embeddings.weight
     assert torch.allclose(emb, ref.bert.embeddings.word_embeddings.weight, atol=1e-5)
     assert not torch.equal(emb, tiny_bert.model.embeddings.word_embeddings.weight)
+
+
+def test_test_labels_play_no_part_in_training_or_selection(tiny_bert):
+    task = _task(toy.TOY_SPEC, 32)
+    flipped = EncodedTask(task.spec, task.train, task.dev, replace(task.test))
+    flipped.test.labels = 1 - task.test.labels
+    settings = TrainSettings(lr=1e-2, epochs=3, batch_size=8, eval_every=2)
+    a, b = (train_encoded(t, P("apl"), tiny_bert, settings) for t in (task, flipped))
+    assert a.result.best_step == b.result.best_step and a.result.best_dev == b.result.best_dev
+    wa, wb = a.learner.task.export(), b.learner.task.export()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.test.metrics["accuracy"] + b.test.metrics["accuracy"] == pytest.approx(1.0)
