@@ -228,9 +228,10 @@ class TaskBank:
 
 def task_sizes(tasks: list[tuple[MethodConfig, dict[str, Tensor]]]) -> BankSizes:
     """The smallest sizes that hold these tasks."""
+    used = [c.used_sizes for c, _ in tasks]
     return BankSizes(
-        lora_rank=max(c.lora_r if c.lora else 0 for c, _ in tasks),
-        bottleneck=max(c.bottleneck if c.adapter else 0 for c, _ in tasks),
-        prefix_length=max(c.prefix_length if c.prefix else 0 for c, _ in tasks),
+        lora_rank=max(u.lora_r for u in used),
+        bottleneck=max(u.bottleneck for u in used),
+        prefix_length=max(u.prefix_length for u in used),
         num_labels=max(int(w["head_out_b"].shape[0]) for _, w in tasks),
     )
