@@ -13,6 +13,7 @@ from adapters.artifact import parse_artifact
 from adapters.backbone import Backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
+from adapters.slot_image import prepare_image
 from adapters.tokenization import load_tokenizer
 from bench.scale_seed import task_name
 from bench.timing import percentile
@@ -44,9 +45,8 @@ class InProcessEngine:
         self.residents = []
         for i in range(tasks):
             artifact = parse_artifact(*store.fetch(task_name(i), 1), backbone)
-            self.residents.append(
-                pool.insert((task_name(i), 1), artifact.manifest, artifact.weights)
-            )
+            image = prepare_image(bank, artifact.config, artifact.weights, "cpu")
+            self.residents.append(pool.insert((task_name(i), 1), artifact.manifest, image))
         model = UniPELTModel(backbone).eval()
         encoder = BatchEncoder(tokenizer, truncate=True)
         self.runner = BatchRunner(

@@ -65,9 +65,7 @@ class Engine:
             self.plan.slots, backbone.dims, self.sizes, self.device, self.dtype, lazy=True
         )
         self.pool = AdapterPool(self.bank, on_evict=self._evicted)
-        self.host_cache = HostCache(
-            settings.host_cache_bytes, pin=self.device.type == "cuda", dtype=self.dtype
-        )
+        self.host_cache = HostCache(settings.host_cache_bytes, pin=self.device.type == "cuda")
         self.loader = AdapterLoader(store, self.pool, self.host_cache, backbone, metrics)
         self.resolver = AdapterResolver(store, self.loader, metrics, settings.live_cache_ttl_s)
         self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)

@@ -1,10 +1,10 @@
-"""The host tier: validated, parsed adapters in host memory, LRU under a byte budget.
+"""The host tier: validated adapters in host memory, ready for a slot, LRU under a byte budget.
 
-It sits between the device bank and the store: a bank miss that hits here is one copy into a
-slot, with no fetch, checksum or parse. Entries are immutable; eviction only drops the
-cache's reference, so a copy already under way keeps its tensors. On a CUDA device the
-tensors are pinned, so the copy into the bank is a direct DMA; with a half-precision bank they
-are kept in that precision (what the slot would hold anyway), at half the host memory.
+It sits between the device bank and the store. Entries are slot images (`SlotImage`: fused,
+cast to the bank's dtype, at the task's own sizes), so a bank miss that hits here is plain
+copies into a slot, with no fetch, checksum, parse or fusing. Entries are immutable; eviction
+only drops the cache's reference, so a copy already under way keeps its tensors. On a CUDA
+device the images are pinned, so the copy into the bank is a direct DMA.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
-
 from adapters.manifest import Manifest
+from adapters.slot_image import SlotImage
 
 AdapterKey = tuple[str, int]
 
@@ -25,17 +23,14 @@ AdapterKey = tuple[str, int]
 class HostAdapter:
     key: AdapterKey
     manifest: Manifest
-    weights: dict[str, Tensor]
+    image: SlotImage
     nbytes: int
 
 
 class HostCache:
-    def __init__(
-        self, max_bytes: int, pin: bool = False, dtype: torch.dtype = torch.float32
-    ) -> None:
+    def __init__(self, max_bytes: int, pin: bool = False) -> None:
         self.max_bytes = max_bytes
         self.pin = pin
-        self.dtype = dtype  # the bank's: wider tensors are narrowed here, as the slot write would
         self._entries: OrderedDict[AdapterKey, HostAdapter] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -54,11 +49,11 @@ class HostCache:
                 self._entries.move_to_end(key)
             return entry
 
-    def put(self, key: AdapterKey, manifest: Manifest, weights: dict[str, Tensor]) -> HostAdapter:
+    def put(self, key: AdapterKey, manifest: Manifest, image: SlotImage) -> HostAdapter:
         """Keep the adapter (evicting least recent ones); one larger than the whole budget is
         returned but not kept."""
-        weights = {k: _host_tensor(t, self.pin, self.dtype) for k, t in weights.items()}
-        entry = HostAdapter(key, manifest, weights, sum(_nbytes(t) for t in weights.values()))
+        image = image.pinned() if self.pin else image
+        entry = HostAdapter(key, manifest, image, image.nbytes)
         if entry.nbytes > self.max_bytes:
             return entry
         with self._lock:
@@ -77,15 +72,3 @@ class HostCache:
         with self._lock:
             for key in [k for k in self._entries if k[0] == task and k[1] != keep_version]:
                 self._bytes -= self._entries.pop(key).nbytes
-
-
-def _nbytes(t: Tensor) -> int:
-    return t.numel() * t.element_size()
-
-
-def _host_tensor(t: Tensor, pin: bool, dtype: torch.dtype) -> Tensor:
-    t = t.detach().cpu()
-    if t.is_floating_point() and t.element_size() > dtype.itemsize:
-        t = t.to(dtype)
-    t = t.contiguous()
-    return t.pin_memory() if pin else t

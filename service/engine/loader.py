@@ -1,7 +1,7 @@
 """Fill the device bank from the host tier, and the host tier from the store.
 
-A bank miss is served by the host tier when it can (one copy into a slot), otherwise by a
-store fetch, checksum and full validation, whose result the host tier then keeps. One load
+A bank miss is served by the host tier when it can (copies into a slot), otherwise by a store
+fetch, checksum and full validation, whose slot image the host tier then keeps. One load
 per adapter at a time: concurrent misses of the same version wait for the first.
 """
 
@@ -15,6 +15,7 @@ from torch import Tensor
 from adapters.artifact import parse_artifact
 from adapters.backbone import Backbone
 from adapters.manifest import Manifest
+from adapters.slot_image import prepare_image
 from service.engine.host_cache import HostAdapter, HostCache
 from service.engine.pool import AdapterKey, AdapterPool, Resident
 from service.metrics import Metrics
@@ -52,9 +53,10 @@ class AdapterLoader:
     def preload(self, key: AdapterKey, manifest: Manifest, weights: dict[str, Tensor]) -> None:
         """Keep an adapter validated elsewhere (an upload) in the host tier, and in the bank
         when this replica holds another version of its task."""
-        entry = self.host.put(key, manifest, weights)
+        image = prepare_image(self.pool.bank, manifest.method_config, weights, "cpu")
+        entry = self.host.put(key, manifest, image)
         if self.pool.resident_versions(key[0]):
-            self.pool.insert(key, entry.manifest, entry.weights, pin=False)
+            self.pool.insert(key, entry.manifest, entry.image, pin=False)
         self.update_gauges()
 
     def _load(self, key: AdapterKey, pin: bool, count: bool) -> Resident:
@@ -70,7 +72,7 @@ class AdapterLoader:
                     self.metrics.cache_misses.inc()
                 started = time.perf_counter()
                 entry, source = self._host_entry(key)
-                resident = self.pool.insert(key, entry.manifest, entry.weights, pin=pin)
+                resident = self.pool.insert(key, entry.manifest, entry.image, pin=pin)
                 seconds = time.perf_counter() - started
                 self.metrics.adapter_load.observe(seconds)
                 self.metrics.adapter_load_by_source.labels(source=source).observe(seconds)
@@ -86,7 +88,8 @@ class AdapterLoader:
             return entry, "host"
         manifest_bytes, weights = self.store.fetch(*key)
         artifact = parse_artifact(manifest_bytes, weights, self.backbone)
-        return self.host.put(key, artifact.manifest, artifact.weights), "store"
+        image = prepare_image(self.pool.bank, artifact.config, artifact.weights, "cpu")
+        return self.host.put(key, artifact.manifest, image), "store"
 
     def forget(self, task: str, keep_version: int | None = None) -> None:
         """Versions of `task` other than `keep_version` leave both tiers (once unused)."""

@@ -12,11 +12,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from torch import Tensor
-
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.manifest import Manifest
+from adapters.slot_image import SlotImage, write_image
 
 AdapterKey = tuple[str, int]  # (task, version)
 
@@ -29,7 +28,7 @@ class Resident:
     slot: int
     manifest: Manifest
     config: MethodConfig
-    nbytes: int  # the adapter's own tensor bytes (the slot itself is always slot-sized)
+    nbytes: int  # the adapter's slot image (the slot itself is always slot-sized)
     refs: int = 0
     retired: bool = False  # a newer version went live: free as soon as refs drop to 0
     label_names: list[str] = field(default_factory=list)
@@ -85,9 +84,10 @@ class AdapterPool:
             return resident
 
     def insert(
-        self, key: AdapterKey, manifest: Manifest, weights: dict[str, Tensor], pin: bool = True
+        self, key: AdapterKey, manifest: Manifest, image: SlotImage, pin: bool = True
     ) -> Resident:
-        """Write the adapter into a slot (evicting if needed); pinned unless `pin` is False.
+        """Write the adapter's slot image into a slot (evicting if needed); pinned unless
+        `pin` is False.
 
         The slot write runs outside the lock: the slot is off the free list and in no LRU
         entry, so no batch reads it and no other insert takes it meanwhile."""
@@ -96,9 +96,8 @@ class AdapterPool:
             if existing is not None:
                 return existing
             slot = self._take_slot()
-        config = manifest.method_config
         try:
-            self.bank.write(slot, config, weights)
+            write_image(self.bank, slot, image)
         except BaseException:
             with self._lock:
                 self._free.append(slot)
@@ -107,8 +106,8 @@ class AdapterPool:
             key=key,
             slot=slot,
             manifest=manifest,
-            config=config,
-            nbytes=sum(t.numel() * t.element_size() for t in weights.values()),
+            config=image.config,
+            nbytes=image.nbytes,
             refs=1 if pin else 0,
             label_names=list(manifest.label_names),
         )

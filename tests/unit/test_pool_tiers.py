@@ -10,6 +10,7 @@ import torch
 
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
+from adapters.slot_image import prepare_image
 from service.engine.host_cache import HostCache
 from service.engine.pool import AdapterPool, PoolFullError
 from service.engine.sizing import PoolBudgetError, plan_pool, slot_bytes
@@ -23,8 +24,10 @@ CFG = MethodConfig.preset("apl", lora_r=4, bottleneck=8, prefix_length=3)
 
 @pytest.fixture(scope="module")
 def task(tiny_bert):
+    """(manifest, slot image) of one task, prepared for the default bank sizes."""
     manifest = make_manifest("t", CFG, tiny_bert, ["a", "b"])
-    return manifest, random_task(CFG, tiny_bert, 2, seed=3)
+    bank = TaskBank.allocate(1, tiny_bert.dims, BankSizes(), lazy=True)
+    return manifest, prepare_image(bank, CFG, random_task(CFG, tiny_bert, 2, seed=3), "cpu")
 
 
 def test_slot_bytes_is_the_allocated_bank_per_slot(tiny_bert):
@@ -60,9 +63,10 @@ def test_resident_keeps_no_weights(tiny_bert, task):
     pool = AdapterPool(TaskBank.allocate(2, tiny_bert.dims, BankSizes(), lazy=True))
     resident = pool.insert(("t", 1), *task)
     assert not [k for k, v in vars(resident).items() if _holds_tensor(v)]
-    assert torch.equal(
-        pool.bank.slot_view("lora_q_A", resident.slot)[:, :, :4], task[1]["lora_q_A"]
-    )
+    reference = TaskBank.allocate(1, tiny_bert.dims, BankSizes())
+    reference.write(0, CFG, random_task(CFG, tiny_bert, 2, seed=3))
+    got = pool.bank.slot_view("lora_q_A", resident.slot)
+    assert torch.equal(got, reference.slot_view("lora_q_A", 0))
 
 
 def _holds_tensor(value: object) -> bool:
@@ -97,20 +101,18 @@ def test_pool_evicts_least_recent_unpinned_and_refuses_when_all_pinned(tiny_bert
 
 
 def test_host_cache_is_bounded_by_bytes_and_lru(task):
-    manifest, weights = task
-    size = sum(t.numel() * t.element_size() for t in weights.values())
+    manifest, image = task
+    size = image.nbytes
     cache = HostCache(max_bytes=2 * size + 1)
     for version in (1, 2):
-        cache.put(("t", version), manifest, weights)
+        cache.put(("t", version), manifest, image)
     assert cache.get(("t", 1)) is not None  # touch 1: 2 is now the least recent
-    cache.put(("t", 3), manifest, weights)
+    cache.put(("t", 3), manifest, image)
     assert cache.get(("t", 2)) is None and len(cache) == 2 and cache.nbytes == 2 * size
     cache.drop_task("t", keep_version=3)
     assert cache.get(("t", 1)) is None and cache.get(("t", 3)) is not None
-    half = HostCache(max_bytes=size, dtype=torch.bfloat16).put(("t", 1), manifest, weights)
-    assert half.nbytes == size // 2 and half.weights["lora_q_A"].dtype == torch.bfloat16
     tiny = HostCache(max_bytes=size - 1)
-    assert tiny.put(("t", 1), manifest, weights).nbytes == size  # served, not kept
+    assert tiny.put(("t", 1), manifest, image).nbytes == size  # served, not kept
     assert len(tiny) == 0 and tiny.nbytes == 0
 
 

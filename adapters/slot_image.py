@@ -1,0 +1,87 @@
+"""A task prepared for a bank slot: fused, cast and checked once, at the task's own sizes.
+
+`TaskBank.write` fuses a task's artifact tensors at every write. A cache that keeps the fused
+image instead makes a later write plain copies: `write_image` zero-pads each tensor at the end
+of its size dimensions, which is where the fused layout keeps padding (`fused.TRIM` narrows
+from 0), so the slot ends up exactly as `TaskBank.write` leaves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from adapters.bank import CONST, ON, G, TaskBank, gate_row, task_sizes
+from adapters.config import MethodConfig
+from adapters.errors import ArtifactError
+from adapters.fused import fuse, mixing
+
+
+@dataclass(frozen=True)
+class SlotImage:
+    config: MethodConfig
+    num_labels: int
+    tensors: dict[str, Tensor]  # fused at the task's sizes; gate mixing tables at the bank's
+    gate_row: Tensor  # (TABLE_WIDTH,)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def pinned(self) -> SlotImage:
+        """The same image in page-locked host memory (a direct copy to a GPU bank)."""
+        tensors = {k: t.pin_memory() for k, t in self.tensors.items()}
+        return SlotImage(self.config, self.num_labels, tensors, self.gate_row.pin_memory())
+
+
+@torch.no_grad()
+def prepare_image(
+    bank: TaskBank, cfg: MethodConfig, weights: dict[str, Tensor], device: torch.device | str
+) -> SlotImage:
+    """The slot image of one task for `bank`, on `device`, in the bank's dtype."""
+    num_labels = int(weights["head_out_b"].shape[0])
+    mine = task_sizes([(cfg, weights)]).as_tuple()
+    room = bank.sizes.as_tuple()
+    if any(m > r for m, r in zip(mine, room)):
+        raise ArtifactError(
+            f"a task of sizes {mine} (rank, bottleneck, prefix, labels) does not fit the "
+            f"pool's slot sizes {room}"
+        )
+    like = torch.zeros(1, dtype=bank.dtype, device=device)
+    cast = {k: v.to(device=device, dtype=bank.dtype) for k, v in weights.items()}
+    try:
+        tensors = fuse(cast, bank.dims, mine, like)
+    except (RuntimeError, ValueError) as exc:
+        raise ArtifactError(f"task tensors do not fit the pool's slot shapes: {exc}") from exc
+    row = gate_row(cfg)
+    tables = mixing(row[ON:CONST], row[CONST : CONST + G], *room[:2])
+    tensors.update({k: v.to(device=device, dtype=bank.dtype) for k, v in tables.items()})
+    for name, source in tensors.items():
+        room_shape = tuple(bank.tensors[name].shape[1:])
+        if len(source.shape) != len(room_shape) or any(
+            s > r for s, r in zip(source.shape, room_shape)
+        ):
+            raise ArtifactError(
+                f"tensor {name} of shape {tuple(source.shape)} does not fit the pool's slot "
+                f"shape {room_shape}"
+            )
+    image_tensors = {k: v.contiguous() for k, v in tensors.items()}
+    return SlotImage(cfg, num_labels, image_tensors, torch.tensor(row, dtype=bank.dtype))
+
+
+@torch.no_grad()
+def write_image(bank: TaskBank, slot: int, image: SlotImage) -> None:
+    """Copy a prepared image into `slot`, zeroing the padding: no fusing, only copies."""
+    for name, target in bank.tensors.items():
+        dest, source = target[slot], image.tensors[name]
+        if source.shape == dest.shape:
+            dest.copy_(source)
+            continue
+        dest.zero_()
+        dest[tuple(slice(0, s) for s in source.shape)].copy_(source)
+    bank.meta.write(slot, image.config, image.num_labels)
+    bank.gate_table[slot].copy_(image.gate_row)
+    length = bank.meta.prefix_length[slot]
+    bank.prefix_table[slot] = torch.arange(bank.prefix_table.shape[1]) < length
