@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -60,6 +61,13 @@ class Backbone:
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    def with_dtype(self, dtype: torch.dtype) -> Backbone:
+        """This backbone in `dtype`: itself when it already is, else a cast copy (same
+        fingerprint: artifacts are matched against the float32 weights they were trained on)."""
+        if next(self.model.parameters()).dtype == dtype:
+            return self
+        return replace(self, model=copy.deepcopy(self.model).to(dtype))
 
 
 def packaged_backbone_path() -> Path:

@@ -52,7 +52,8 @@ class Engine:
         self.device = torch.device(settings.device)
         self.dtype = getattr(torch, settings.dtype)
         self.tokenizer = load_tokenizer(backbone.path)
-        self.model = UniPELTModel(backbone).to(self.device, self.dtype).eval()
+        # A cast copy when the dtype differs: the caller's backbone is never changed.
+        self.model = UniPELTModel(backbone.with_dtype(self.dtype)).to(self.device).eval()
         self.sizes = bank_sizes(settings)
         self.plan = plan_pool(
             settings.pool_max_bytes,
