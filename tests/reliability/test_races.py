@@ -12,7 +12,7 @@ from service.engine.resolver import AdapterResolver
 from service.errors import UnknownTaskError
 from service.metrics import Metrics
 from service.store.errors import StoreError, TaskNotFoundError
-from service.store.events import EventKind, StoreEvent
+from service.store.events import RESYNC, EventKind, StoreEvent
 from service.store.records import LiveState
 from tests.reliability.harness import redis_store, task_artifact
 
@@ -124,3 +124,22 @@ def test_a_lookup_started_after_the_cached_state_wins_even_when_older():
     while resolver.live_version("t") != 1:
         assert time.monotonic() < deadline, "resync never re-read the store"
         time.sleep(0.01)
+
+
+def test_a_replica_that_missed_events_converges_on_resync(redis_server, minilm):
+    """Real Redis: another writer rolls back while this resolver hears nothing (its events
+    were lost); the resync after a reconnection re-reads the store and serves the live one."""
+    store = redis_store(redis_server.url)
+    task = "race-missed"
+    for index in range(2):
+        store.publish(task, *task_artifact(minilm, task, index))
+    resolver = AdapterResolver(store, NoLoader(), Metrics(), ttl_s=60)
+    assert resolver.live_version(task) == 2
+    store.set_live(task, 1)  # no subscription: the event never reaches the resolver
+    assert resolver.live_version(task) == 2  # cached, within the TTL
+    resolver.on_event(RESYNC)
+    deadline = time.monotonic() + 5
+    while resolver.live_version(task) != 1:
+        assert time.monotonic() < deadline, "resync did not re-read the store"
+        time.sleep(0.01)
+    store.delete_task(task)
