@@ -1,9 +1,7 @@
 """Guards of the real app in-process: metric labels only for tasks that exist, no NaN/Inf
-answered as a 200, bounded LoRA scales, text pairs only for pair tasks."""
+answered as a 200, text pairs only for pair tasks."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
@@ -78,20 +76,6 @@ def test_non_finite_outputs_are_a_500_counted_and_never_a_200(client, minilm):
     assert r.json()["error"] == "non_finite_output" and "NaN or Inf" in r.json()["detail"]
     text = client.get("/metrics").text
     assert 'unipelt_non_finite_outputs_total{task="overflow"} 1.0' in text
-
-
-def test_a_lora_scale_that_passes_the_canary_is_refused_at_upload(client, minilm):
-    """LoRA alpha 1.37e21 with B = 0 gives finite outputs on any one input; refused anyway."""
-    cfg = MethodConfig.preset("l")
-    manifest, weights = artifact_bytes("bigscale", cfg, minilm)
-    data = json.loads(manifest)
-    data["method"]["lora_alpha"] = 1.37e21
-    zero_b = replace_tensors(
-        lambda t: t.update({k: torch.zeros_like(v) for k, v in t.items() if k.endswith("_B")})
-    )
-    r = upload(client, *zero_b(json.dumps(data).encode(), weights))
-    assert r.status_code == 422, r.text
-    assert "lora_alpha / lora_r" in r.json()["detail"]
 
 
 PAIR = {"text": "the match ended", "text_pair": "two nil"}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from adapters.config import MethodConfig
 from service.main import create_app
 from service.settings import Settings
+from tests.bad_artifacts import replace_tensors
 from tests.helpers import artifact_bytes
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -221,3 +223,20 @@ def test_the_upload_limit_is_the_whole_body(client, minilm, extra, status):
     r = client.put("/adapters", content=content, headers=headers)
     assert r.status_code == status, r.text
     assert r.json()["error"] == ("adapter_too_large" if status == 413 else "invalid_adapter")
+
+
+def test_a_lora_scale_that_passes_the_canary_is_refused_at_upload(client, minilm):
+    """LoRA alpha 1.37e21 with B = 0 passes the one-input canary (and any input): the upload
+    is refused by the bound on the constant scale alpha / r, not by luck of the canary."""
+    cfg = MethodConfig.preset("l")
+    manifest, weights = artifact_bytes("bigscale", cfg, minilm)
+    zero_b = replace_tensors(
+        lambda t: t.update({k: torch.zeros_like(v) for k, v in t.items() if k.endswith("_B")})
+    )
+    data = json.loads(manifest)
+    data["method"]["lora_alpha"] = 1.37e21
+    r = upload(client, *zero_b(json.dumps(data).encode(), weights))
+    assert r.status_code == 422, r.text
+    assert "lora_alpha / lora_r" in r.json()["detail"]
+    data["method"]["lora_alpha"] = 16.0  # control: the same weights pass the canary
+    assert upload(client, *zero_b(json.dumps(data).encode(), weights)).status_code == 201
