@@ -28,33 +28,34 @@ from service.api.v2_codec import (
     encode_response,
     parse_infer_request,
 )
-from service.errors import INTERNAL, UnknownVersionError, status_of
+from service.errors import INTERNAL, ErrorStatus, UnknownVersionError, status_of
 
 log = logging.getLogger("unipelt.api")
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 SERVER = {"name": "unipelt-serve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 
 
-def error_status(exc: Exception) -> tuple[int, str] | None:
-    """The status and kind our other routes give this error; None for an unexpected one."""
+def error_status(exc: Exception) -> ErrorStatus | None:
+    """The table entry our other routes give this error; None for an unexpected one."""
     if isinstance(exc, ProtocolError | ValidationError):
-        return 400, "invalid_request"
+        return ErrorStatus(400, "invalid_request")
     entry = status_of(exc)
-    return None if entry is INTERNAL else (entry.status, entry.kind)
+    return None if entry is INTERNAL else entry
 
 
 async def answer(call: Callable[[], Awaitable[Response]]) -> Response:
-    """The call's response, or the protocol's error body {"error": "..."}."""
+    """The call's response, or the protocol's error body {"error": "..."} (with the table's
+    status and headers, e.g. Retry-After on 429)."""
     try:
         return await call()
     except Exception as exc:
-        mapped = error_status(exc)
-        if mapped is None:
+        entry = error_status(exc)
+        if entry is None:
             raise
-        status, kind = mapped
-        if status >= 500:
-            log.warning("v2 %s: %s", kind, exc)
-        return JSONResponse({"error": f"{kind}: {exc}"}, status_code=status)
+        if entry.status >= 500:
+            log.warning("v2 %s: %s", entry.kind, exc)
+        body = {"error": f"{entry.kind}: {exc}"}
+        return JSONResponse(body, status_code=entry.status, headers=entry.headers or None)
 
 
 @router.get("", summary="Server metadata")
