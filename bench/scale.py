@@ -25,7 +25,7 @@ from adapters.backbone import load_backbone
 from bench.scale_report import render, write_section
 from bench.scale_seed import seed_store, task_name
 from bench.scale_side import InProcessEngine, load_timings
-from bench.scale_wrk import Window, run_wrk
+from bench.scale_wrk import Window, run_wrk, settle
 from bench.workload import load_texts
 from service.store.adapter_store import AdapterStore
 from service.store.blobs import FilesystemBlobStore
@@ -133,6 +133,7 @@ def measure(args, url: str, server: psutil.Process, bodies: Path, store, backbon
     few, many, inproc = [], [], []
     for _ in range(args.rounds):
         few.append(wrk("uniform", 10, args.window))
+        settle(url)  # the server idle while the engine runs
         inproc.append(engine.window(args.window))
         log(f"in-process engine: {inproc[-1].seq_per_s:.1f} seq/s")
         many.append(wrk("zipf", args.tasks, args.window))
@@ -165,6 +166,7 @@ def measure(args, url: str, server: psutil.Process, bodies: Path, store, backbon
 
 def scan_tasks(url: str, n: int, concurrency: int) -> dict:
     """One request to each of tasks 0..n-1 (wrk runs for a fixed time, a scan has an end)."""
+    settle(url)
 
     async def scan() -> dict:
         statuses: dict[int, int] = {}

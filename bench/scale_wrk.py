@@ -7,6 +7,7 @@ import math
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def histogram_quantile(
             return lower + (upper - lower) * ((rank - below) / inside if inside else 1.0)
         lower, below = upper, count
     return lower
+
+
+def settle(url: str, timeout_s: float = 120.0) -> None:
+    """Wait until the server's queue is empty (requests a stopped client left behind)."""
+    deadline = time.monotonic() + timeout_s
+    while scrape(url).get("unipelt_queue_depth", 0) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the last batch's forward
 
 
 @dataclass
@@ -100,7 +109,9 @@ def run_wrk(
     connections: int,
     threads: int = 1,
 ) -> Window:
-    """Run wrk for `seconds`; wrk's own CPU time from wait4."""
+    """Run wrk for `seconds`; wrk's own CPU time from wait4. Starts once the server has
+    finished what an earlier window left queued, so windows do not overlap."""
+    settle(url)
     before = scrape(url)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
     cmd += ["--timeout", "30s", "-s", str(LUA), url, "--", mode, str(tasks), str(bodies)]
