@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
     p.add_argument("--tasks", type=int, default=10_000)
     p.add_argument("--resident", type=int, default=1000)
-    p.add_argument("--window", type=float, default=15.0, help="seconds per measured window")
+    p.add_argument("--window", type=float, default=30.0, help="seconds per measured window")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of windows")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="torch threads (server and engine)")
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=Path("bench/results/scale.json"))
     args = p.parse_args(argv)
     if args.quick:
-        args.tasks, args.resident, args.window, args.rounds = 300, 50, 8.0, 1
+        args.tasks, args.resident, args.window, args.rounds = 300, 50, 10.0, 1
         args.load_samples = 40
     return args
 
@@ -143,7 +143,7 @@ def measure(args, url: str, server: psutil.Process, bodies: Path, store, backbon
         "zipf_vs_ten": statistics.median(ratio(z.rps, t.rps) for z, t in zip(many, few)),
         "http_vs_engine": statistics.median(ratio(t.rps, e.seq_per_s) for t, e in zip(few, inproc)),
         "cpu_outside_forward_ms": statistics.median(
-            1000 * (ratio(t.server_cpu_s, t.requests) - e.cpu_s_per_seq)
+            1000 * (ratio(t.server_cpu_s, t.metrics["rows"]) - e.cpu_s_per_seq)
             for t, e in zip(few, inproc)
         ),
     }

@@ -36,13 +36,15 @@ def _outside_forward_metric(windows: list[dict]) -> float:
     return statistics.median(
         1000
         * (w["metrics"]["process_cpu_s"] - w["metrics"]["forward_cpu_s"])
-        / max(1, w["requests"])
+        / max(1, w["metrics"]["rows"])
         for w in windows
     )
 
 
 def _cpu_per_request(windows: list[dict]) -> float:
-    return statistics.median(1000 * w["server_cpu_s"] / max(1, w["requests"]) for w in windows)
+    return statistics.median(
+        1000 * w["server_cpu_s"] / max(1, w["metrics"]["rows"]) for w in windows
+    )
 
 
 def _row(name: str, windows: list[dict]) -> str:
@@ -95,13 +97,13 @@ def render(r: dict) -> str:
         f"- HTTP (10 tasks) / in-process engine (`BatchRunner.run`: tokenise + mixed forward, "
         f"batches of 32, 10 tasks): **{fmt(r['http_vs_engine'], 2)}x** (engine "
         f"{fmt(statistics.median(e['seq_per_s'] for e in r['engine']))} seq/s).",
-        "- Server CPU per request outside the forward: server process CPU per request "
-        f"({fmt(_cpu_per_request(ten), 2)} ms, 10-task windows) minus the in-process engine's "
-        f"CPU per sequence ({fmt(engine_cpu_ms, 2)} ms, same threads): "
-        f"**{fmt(r['cpu_outside_forward_ms'], 2)} ms** (median of rounds). From the server's "
-        "own counters, process CPU minus the forward thread's CPU (`unipelt_forward_cpu_"
-        "seconds_total`, which misses the second torch thread's share, so an upper bound): "
-        f"{fmt(_outside_forward_metric(ten), 2)} ms per request.",
+        "- Server CPU per sequence outside the forward (10-task windows, per row the server ran): "
+        "process CPU minus the forward thread's CPU (`unipelt_forward_cpu_seconds_total`; "
+        "tokenising is on that thread too; exact with one torch thread, else the other "
+        f"threads' share counts as outside): **{fmt(_outside_forward_metric(ten), 2)} ms**. "
+        f"Cross-check: server process CPU {fmt(_cpu_per_request(ten), 2)} ms per row against "
+        f"the in-process engine's {fmt(engine_cpu_ms, 2)} ms per sequence "
+        f"(difference {fmt(r['cpu_outside_forward_ms'], 2)} ms).",
         "- Loads under Zipf load (server histogram, linear within buckets): store p50 "
         f"{ms(loads, 'store_load_p50_ms')} / p99 {ms(loads, 'store_load_p99_ms')}; host tier "
         f"p50 {ms(loads, 'host_load_p50_ms')} / p99 {ms(loads, 'host_load_p99_ms')}.",

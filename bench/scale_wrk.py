@@ -94,6 +94,7 @@ COUNTERS = {
     "host_loads": 'unipelt_adapter_load_source_seconds_count{source="host"}',
     "forward_s": "unipelt_forward_seconds_sum",
     "batches": "unipelt_forward_seconds_count",
+    "rows": "unipelt_batch_size_sum",
     "forward_cpu_s": "unipelt_forward_cpu_seconds_total",
     "process_cpu_s": "process_cpu_seconds_total",
 }
