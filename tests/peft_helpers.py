@@ -107,3 +107,26 @@ def build_peft_model(backbone: Backbone, weights: list[dict[str, Tensor]], rank:
                     module.lora_A[name].weight.copy_(w[f"lora_{proj}_A"][index].t())
                     module.lora_B[name].weight.copy_(w[f"lora_{proj}_B"][index].t())
     return model.eval()
+
+
+def save_word_tokenizer(directory: Path, vocab_size: int) -> None:
+    """A RoBERTa-style word-level fast tokenizer (`<s> A </s>`, words `w0`, `w1`, ...) saved
+    next to a tiny encoder, so the service can load that directory as its backbone."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<s>", "<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(vocab_size - 4)]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    ).save_pretrained(str(directory))
