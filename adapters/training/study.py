@@ -196,7 +196,8 @@ def run_study(
 ) -> int:
     """Run every pending grid cell; returns how many ran.
 
-    With one worker the runs happen in this process, on `backbone` and `tokenizer` when
+    With one worker the runs happen in this process, each skipped if its record appeared
+    meanwhile (several study processes can share one grid), on `backbone` and `tokenizer` when
     given (else `config.backbone` is loaded); with more, each worker process loads its own.
     """
     todo = config.pending()
@@ -206,11 +207,15 @@ def run_study(
         if backbone is None:
             _init_worker(config.backbone, config.threads, config.device)
             backbone, tokenizer = _WORKER["backbone"], _WORKER["tokenizer"]
+        ran = 0
         for done, key in enumerate(todo, start=1):
+            if config.finished(key):  # another study process on the same grid got there first
+                continue
             record = run_one(config, key, backbone, tokenizer)
+            ran += 1
             if report:
                 report(done, len(todo), record)
-        return len(todo)
+        return ran
     context = get_context("spawn")
     with ProcessPoolExecutor(
         config.workers, context, _init_worker, (config.backbone, config.threads, config.device)

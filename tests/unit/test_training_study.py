@@ -11,7 +11,7 @@ import pytest
 
 from adapters.training.defaults import TrainSettings
 from adapters.training.report import markdown, write_report
-from adapters.training.study import RunKey, StudyConfig, run_study
+from adapters.training.study import RunKey, StudyConfig, run_one, run_study
 from cli.main import main
 from tests.unit.test_training_toy import (  # noqa: F401  (one_thread: autouse fixture)
     GOOD,
@@ -98,6 +98,17 @@ def test_study_runs_the_grid_resumes_and_reports(config, tiny_bert):
     assert "| K=8 | SST-2 | RTE | Avg |" in table
     assert "| Fine-tuning |" in table and "| UniPELT (APL) |" in table and "±" in table
     assert paths[2].stat().st_size > 1000
+
+
+def test_a_cell_another_process_finished_is_not_run_again(config, tiny_bert):
+    tok, last = toy_tokenizer(), config.grid()[-1]
+
+    def other_process(done, total, record):
+        if done == 1:  # meanwhile, another study process on the same grid runs the last cell
+            run_one(config, last, tiny_bert, tok)
+
+    assert run_study(config, other_process, tiny_bert, tok) == 7
+    assert config.pending() == []
 
 
 def test_report_only_from_the_cli(config, tiny_bert, capsys):
