@@ -113,13 +113,17 @@ class TaskBank:
 
     def trimmed(self, name: str, width: int | None = None) -> Tensor:
         """All slots' `name` tensor with its size dimension cut to `width` (a cached view)."""
-        if width is None or name not in TRIM:
+        if name == "prefix_table" and width is not None:
+            dims: tuple[int, ...] = (1,)
+        elif width is None or name not in TRIM:
             return self.tensors[name]
+        else:
+            dims = TRIM[name][0]
         key = (name, width)
         view = self._trimmed.get(key)
         if view is None:
-            view = self.tensors[name]
-            for dim in TRIM[name][0]:
+            view = self.prefix_table if name == "prefix_table" else self.tensors[name]
+            for dim in dims:
                 view = view.narrow(dim, 0, width)
             self._trimmed[key] = view
         return view

@@ -9,8 +9,8 @@ bank keeps them fused, per layer, so one batched matmul does the work of several
 - `lora_up` (3 + 2R, 2d): rows 0-2 zero, then B_q and B_v rows in the same interleaved order,
   block-diagonal into [q | v], so one baddbmm adds both LoRA deltas to the q and v columns of
   the fused QKV output (whose column order is [q | v | k]).
-- `prefix` (2, H, P, d/H): [P_V, P_K] in attention's head layout, to prepend to the values
-  and keys (the [v | k] part of the QKV output, viewed by head) in one cat.
+- `prefix` (P, 2d): [P_V | P_K], to prepend to the [v | k] columns of the QKV output in one
+  cat (rows of 2d contiguous values: a cheap copy).
 - `ad_w` (1 + M, d) used transposed, `ad_b` (1, 1 + M): the adapter's gate folded into its
   down-projection (row 0); `ad_up` (1 + M, d) has a zero row 0, so the gate adds nothing.
 - biases carry a singleton token dimension so they broadcast in baddbmm without a reshape.
@@ -43,7 +43,7 @@ def fused_shapes(dims: BackboneDims, rank: int, bottleneck: int, prefix: int, la
         "in_w": (L, c, d),
         "in_b": (L, 1, c),
         "lora_up": (L, c, 2 * d),
-        "prefix": (L, 2, dims.heads, prefix, d // dims.heads),
+        "prefix": (L, prefix, 2 * d),
         "ad_w": (L, a, d),
         "ad_b": (L, 1, a),
         "ad_up": (L, a, d),
@@ -155,7 +155,7 @@ def fuse(
         "in_w": torch.cat([gate_w[..., :GATES_IN], inter], -1).transpose(1, 2),
         "in_b": F.pad(gate_b[:, :GATES_IN], (0, 2 * R)).unsqueeze(1),
         "lora_up": F.pad(up.reshape(L, 2 * R, 2 * d), (0, 0, GATES_IN, 0)),
-        "prefix": torch.stack([pv, pk], 1).unflatten(-1, (dims.heads, -1)).transpose(2, 3),
+        "prefix": torch.cat([pv, pk], -1),
         "ad_w": torch.cat([gate_w[..., C.GATE_ADAPTER :], down], -1).transpose(1, 2),
         "ad_b": torch.cat([gate_b[:, C.GATE_ADAPTER :], down_b], -1).unsqueeze(1),
         "ad_up": F.pad(up_w, (0, 0, 1, 0)),
@@ -191,7 +191,7 @@ def unfused(tensors: dict[str, Tensor], name: str, slot: int) -> Tensor:
         )
         return torch.cat([p.transpose(1, 2) if w else p for p in parts], -1)
     if name.startswith("prefix_"):
-        return t["prefix"][:, 1 if name == "prefix_k" else 0].transpose(1, 2).flatten(-2)
+        return t["prefix"][..., d:] if name == "prefix_k" else t["prefix"][..., :d]
     adapter = {
         "adapter_down_w": lambda: t["ad_w"][:, 1:].transpose(1, 2),
         "adapter_down_b": lambda: t["ad_b"][:, 0, 1:],

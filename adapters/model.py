@@ -30,9 +30,14 @@ from adapters.rows import BatchRows
 @dataclass
 class ForwardOutput:
     logits: Tensor  # (B, n) padded to the batch's largest label count
-    num_labels: Tensor  # (B,) each row's real label count (a host tensor)
+    label_counts: tuple[int, ...]  # each row's real label count
     hidden: Tensor  # (B, T, d) last hidden states
     gates: Tensor | None  # (B, L, G) gate values actually applied, when asked for
+
+    @property
+    def num_labels(self) -> Tensor:
+        """(B,) each row's real label count, as a host tensor."""
+        return torch.tensor(self.label_counts, dtype=torch.long)
 
 
 class UniPELTModel(nn.Module):
@@ -74,8 +79,7 @@ class UniPELTModel(nn.Module):
         logits, hidden, gates = self.mixed(
             input_ids, attention_mask, bank, slots, plan, token_type_ids, return_gates
         )
-        num_labels = torch.tensor(plan.num_labels, dtype=torch.long)
-        return ForwardOutput(logits=logits, num_labels=num_labels, hidden=hidden, gates=gates)
+        return ForwardOutput(logits, plan.num_labels, hidden, gates)
 
     def mixed(
         self,
@@ -123,13 +127,10 @@ class UniPELTModel(nn.Module):
                 scale = mix_gates(scale, means, rows.mix["lora_on"])
             if plan.rank:
                 qkv = add_lora(qkv, projected, scale, w["lora_up"])
-        H = self.heads
-        q, values_keys = qkv.unflatten(-1, (3, H, d // H)).permute(0, 2, 3, 1, 4).split([1, 2], 1)
-        if plan.prefix:  # (B, 2, H, P + T, dh)
-            values_keys = prepend_prefix(
-                values_keys, w["prefix"], scale[..., :1].view(-1, 1, 1, 1, 1)
-            )
-        context = self.attention(q.squeeze(1), *values_keys.unbind(1), rows.key_mask)
+        q, values_keys = qkv.split([d, 2 * d], -1)  # (B, T, d), (B, T, 2d) [v | k]
+        if plan.prefix:  # (B, P + T, 2d)
+            values_keys = prepend_prefix(values_keys, w["prefix"], scale[..., :1])
+        context = self.attention(q, values_keys, rows.key_mask)  # (B, T, d)
 
         h = add_bias(attn.output.dense(context), w.get("bitfit_attn_out"))
         h = self.layer_norm(attn.output.LayerNorm, self.dropout(h) + x, w.get("bitfit_ln_attn"))
@@ -150,17 +151,20 @@ class UniPELTModel(nn.Module):
             )
         return f, rows.gate_values(means, adapter_mean) if want_gates else None
 
-    def attention(self, q: Tensor, v: Tensor, k: Tensor, key_mask: Tensor | None) -> Tensor:
-        """Multi-head scaled dot-product attention. q: (B, H, T, dh); k, v: (B, H, S, dh)."""
-        B, H, T, dh = q.shape
+    def attention(self, q: Tensor, values_keys: Tensor, key_mask: Tensor | None) -> Tensor:
+        """Multi-head scaled dot-product attention. q: (B, T, d); values_keys: (B, S, 2d)."""
+        B, T, d = q.shape
+        H = self.heads
+        qh = q.unflatten(-1, (H, d // H)).transpose(1, 2)  # (B, H, T, dh)
+        v, k = values_keys.unflatten(-1, (2, H, d // H)).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(
-            q,
+            qh,
             k,
             v,
             attn_mask=key_mask,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )
-        return out.transpose(1, 2).reshape(B, T, H * dh)
+        return out.transpose(1, 2).reshape(B, T, d)
 
     def dropout(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.hidden_dropout, True) if self.training else x

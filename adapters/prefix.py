@@ -32,8 +32,8 @@ class PrefixEncoder(nn.Module):
 def prepend_prefix(values_keys: Tensor, prefix: Tensor, scale: Tensor) -> Tensor:
     """Prepend each row's gated prefix to its values and keys, in one cat.
 
-    values_keys: (B, 2, H, T, dh) the values and keys of the fused QKV output by head; prefix:
-    (B, 2, H, P, dh) [P_V, P_K] zero-padded to the batch's longest prefix (padding positions
-    are masked in attention); scale: (B, 1, 1, 1, 1). Returns (B, 2, H, P + T, dh).
+    values_keys: (B, T, 2d) the [v | k] columns of the fused QKV output; prefix: (B, P, 2d)
+    [P_V | P_K] zero-padded to the batch's longest prefix (padding positions are masked in
+    attention); scale: (B, 1, 1). Returns (B, P + T, 2d).
     """
-    return torch.cat([prefix * scale, values_keys], dim=3)
+    return torch.cat([prefix * scale, values_keys], dim=1)

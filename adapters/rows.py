@@ -60,9 +60,9 @@ class BatchRows:
         if plan.key_mask:
             keys = mask.bool()
             if plan.prefix:
-                prefix = take.table(bank.prefix_table.narrow(1, 0, plan.prefix))
+                prefix = take.table(bank.trimmed("prefix_table", plan.prefix))
                 keys = torch.cat([prefix, keys], 1)
-            rows.key_mask = keys[:, None, None, :]
+            rows.key_mask = keys.view(plan.rows, 1, 1, -1)
         return rows
 
     def gate_values(self, means: Tensor | None, adapter_mean: Tensor | None) -> Tensor:
