@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ class Forward:
 
     prepare: Callable[[list[Request]], tuple]
     run: Callable[..., torch.Tensor]
+    notes: list[str] = field(default_factory=list)
 
     def __call__(self, rows: list[Request]) -> torch.Tensor:
         return self.run(*self.prepare(rows))
@@ -71,8 +72,10 @@ def pad_batch(encoder: Encoder, rows: list[Request], step: int) -> tuple:
 
 
 def ceiling(backbone: Backbone, heads: dict, encoder: Encoder, device, graphs: bool) -> Forward:
-    """The transformers forward plus task 0's head (one graph per shape when `graphs`)."""
+    """The transformers forward plus task 0's head (one graph per shape when `graphs`; if the
+    transformers forward cannot be captured, it runs eagerly and the row says so)."""
     cache: dict[tuple, tuple] = {}
+    notes: list[str] = []
 
     def eager(ids, mask):
         hidden = backbone.model(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -84,7 +87,7 @@ def ceiling(backbone: Backbone, heads: dict, encoder: Encoder, device, graphs: b
 
     @torch.inference_mode()
     def forward(ids, mask) -> torch.Tensor:
-        if not graphs:
+        if not graphs or notes:
             return eager(ids, mask)
         key = tuple(ids.shape)
         if key not in cache:
@@ -92,8 +95,12 @@ def ceiling(backbone: Backbone, heads: dict, encoder: Encoder, device, graphs: b
             for _ in range(2):
                 eager(*static)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = eager(*static)
+            try:
+                with torch.cuda.graph(graph):
+                    out = eager(*static)
+            except RuntimeError as exc:  # e.g. a host read inside the transformers forward
+                notes.append(f"capture failed, ran eagerly: {str(exc).splitlines()[0][:200]}")
+                return eager(ids, mask)
             cache[key] = (graph, static, out)
         graph, static, out = cache[key]
         static[0].copy_(ids)
@@ -101,7 +108,7 @@ def ceiling(backbone: Backbone, heads: dict, encoder: Encoder, device, graphs: b
         graph.replay()
         return out
 
-    return Forward(prepare, forward)
+    return Forward(prepare, forward, notes)
 
 
 def ours(model: UniPELTModel, bank: TaskBank, encoder: Encoder, device, graphs: bool) -> Forward:
@@ -191,6 +198,7 @@ def run_case(args, backbone, model, tasks, encoder, texts, n, b, dtype) -> list[
                 "seq_per_s": b / statistics.median(t),
                 "x_ceiling": statistics.median([c / x for c, x in zip(base, t)]),
                 "ops": ops["ours" if name.startswith("ours") else "ceiling"],
+                "notes": rows[name].notes,
             }
         )
     return out

@@ -14,10 +14,10 @@ assert torch.cuda.is_available(), "no CUDA device"
 print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))
 PY
 status=0
-UNIPELT_TEST_DEVICE=cuda timeout 240 $PY -m pytest -q -p no:cacheprovider \
-  tests/unit/test_device_equality.py tests/unit/test_dtypes.py tests/unit/test_compiled_forward.py \
+UNIPELT_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -p no:cacheprovider \
+  tests/unit/test_device_equality.py tests/unit/test_runner_buckets.py \
   --junitxml "$OUT/equality.xml" 2>&1 | tail -20 | tee "$OUT/equality.txt" || status=1
-timeout 300 $PY -m bench.forward_bench --device cuda --threads 4 \
+timeout 320 $PY -m bench.forward_bench --device cuda --threads 4 \
   --tasks 1 100 1000 --batch 32 128 --dtype float32 bfloat16 --graphs off on --windows 20 \
   --json "$OUT/forward.json" 2>&1 | tee "$OUT/forward.txt" || status=1
 echo "wrote $OUT/forward.json (exit $status)"
