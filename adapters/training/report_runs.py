@@ -32,11 +32,14 @@ def winners(records: list[Record], k: int, label, task_label) -> list[str]:
         mean, runner = statistics.fmean(scores[best]), statistics.fmean(scores[second])
         std = statistics.stdev(scores[best]) if len(scores[best]) > 1 else 0.0
         seeds = len(scores[best])
-        clear = "clear" if mean - runner > std and seeds > 1 else "within the seed spread"
+        if seeds > 1:
+            clear = "clear" if mean - runner > std else "within the seed spread"
+            spread = f"{clear} (std {std:.2f})"
+        else:
+            spread = "one seed, no spread to judge it by"
         lines.append(
             f"- K={k} {task_label(task)}: **{label(best)}** {mean:.2f} ({seeds} seed(s)), "
-            f"then {label(second)} {runner:.2f}: gap {mean - runner:.2f}, {clear} "
-            f"(std {std:.2f})."
+            f"then {label(second)} {runner:.2f}: gap {mean - runner:.2f}, {spread}."
         )
     return lines
 
