@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ class Backbone:
 
     name: str
     path: Path
-    model: nn.Module  # the transformers model (BertModel, RobertaModel, ...)
+    model: Any  # the transformers model (BertModel, RobertaModel, ...): dynamic attributes
     dims: BackboneDims
     max_positions: int
     layer_norm_eps: float
@@ -119,7 +120,7 @@ def backbone_from_model(
     model: nn.Module, name: str, path: Path | None = None, device: str | torch.device = "cpu"
 ) -> Backbone:
     """Wrap an already built transformers encoder (used for tiny random test configs)."""
-    config = model.config
+    config: Any = model.config
     if getattr(config, "position_embedding_type", "absolute") not in ("absolute", None):
         raise BackboneError(
             f"position_embedding_type {config.position_embedding_type!r} is not supported"

@@ -55,7 +55,16 @@ class SlotMeta:
 
     @classmethod
     def empty(cls, slots: int) -> SlotMeta:
-        return cls(*([0] * slots for _ in range(4)), [False] * slots, [False] * slots, [0] * slots)
+        zeros, no = [0] * slots, [False] * slots
+        return cls(
+            lora_rank=zeros[:],
+            bottleneck=zeros[:],
+            prefix_length=zeros[:],
+            num_labels=zeros[:],
+            bitfit=no[:],
+            gated=no[:],
+            activation=zeros[:],
+        )
 
     def write(self, slot: int, cfg: MethodConfig, num_labels: int) -> None:
         used = cfg.used_sizes

@@ -128,7 +128,7 @@ class MethodConfig:
         return replace(PRESETS[key], **overrides)
 
 
-_OFF = {"adapter": False, "prefix": False, "lora": False}
+_OFF: dict[str, Any] = {"adapter": False, "prefix": False, "lora": False}
 PRESETS: dict[str, MethodConfig] = {
     "apl": MethodConfig(),
     "ap": MethodConfig(lora=False),

@@ -23,6 +23,8 @@ Everything a task does not use, and every padding row or column, is zero, which 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -35,11 +37,13 @@ BITFIT_SINGLE = ("attn_out", "ln_attn", "ffn_in", "ffn_out", "ln_ffn")
 HEAD = ("head_w", "head_b", "head_out_w", "head_out_b")
 
 
-def fused_shapes(dims: BackboneDims, rank: int, bottleneck: int, prefix: int, labels: int):
+def fused_shapes(
+    dims: BackboneDims, rank: int, bottleneck: int, prefix: int, labels: int
+) -> dict[str, tuple[int, ...]]:
     """Per-slot shape of every fused tensor (layer tensors lead with L)."""
     L, d = dims.layers, dims.hidden
     c, a = GATES_IN + 2 * rank, 1 + bottleneck
-    shapes = {
+    shapes: dict[str, tuple[int, ...]] = {
         "in_w": (L, c, d),
         "in_b": (L, 1, c),
         "lora_up": (L, c, 2 * d),
@@ -85,7 +89,7 @@ def trimmed_width(kind: str, size: int) -> int:
 
 
 def mixing(
-    gate_on: list[bool], const: list[float], rank: int, bottleneck: int
+    gate_on: Sequence[float], const: list[float], rank: int, bottleneck: int
 ) -> dict[str, Tensor]:
     """One slot's gate-mixing tables: each scale is `off + means @ on`, where `means` are the
     gate means of a fused projection's columns. For the in-projection (3 + 2r columns), column

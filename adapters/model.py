@@ -10,6 +10,7 @@ device tensor back. With nothing active this is the backbone's own forward.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +57,7 @@ class UniPELTModel(nn.Module):
             self.register_buffer(f"qkv_w{i}", w.detach().clone(), persistent=False)
             self.register_buffer(f"qkv_b{i}", b.detach().clone(), persistent=False)
 
-    def qkv(self, index: int, layer: nn.Module) -> tuple[Tensor, Tensor]:
+    def qkv(self, index: int, layer: Any) -> tuple[Tensor, Tensor]:
         """The fused [q | v | k] projection: a frozen copy, or live when the backbone trains."""
         if layer.attention.self.query.weight.requires_grad:
             return _qkv(layer)
@@ -95,10 +96,11 @@ class UniPELTModel(nn.Module):
         many_acts = len(plan.activations) > 1
         rows = BatchRows.gather(bank, slots, plan, attention_mask, return_gates or many_acts)
         x = self.embed(input_ids, token_type_ids)  # (B, T, d)
-        gates = []
+        gates: list[Tensor] = []
         for index, layer in enumerate(self.backbone.layers):
             x, layer_gates = self.layer_forward(layer, index, x, rows, return_gates)
-            gates.append(layer_gates)
+            if layer_gates is not None:
+                gates.append(layer_gates)
         logits = head_logits(x, rows.head, self.hidden_dropout, self.training)
         return logits, x, torch.stack(gates, dim=1) if return_gates else None
 
@@ -111,7 +113,7 @@ class UniPELTModel(nn.Module):
         return project(x) if project is not None else x
 
     def layer_forward(
-        self, layer: nn.Module, index: int, x: Tensor, rows: BatchRows, want_gates: bool
+        self, layer: Any, index: int, x: Tensor, rows: BatchRows, want_gates: bool
     ) -> tuple[Tensor, Tensor | None]:
         """One transformer layer with each row's submodules. Returns (x, gates (B, G))."""
         plan, w = rows.plan, rows.layers[index]
@@ -123,6 +125,7 @@ class UniPELTModel(nn.Module):
         if "in_w" in w:
             projected = torch.baddbmm(w["in_b"], x, w["in_w"])  # gate logits, x A_q, x A_v
             if plan.gated:
+                assert rows.gate_weights is not None  # set whenever the plan is gated
                 means = gate_means(projected, rows.gate_weights)
                 scale = mix_gates(scale, means, rows.mix["lora_on"])
             if plan.rank:
@@ -143,6 +146,7 @@ class UniPELTModel(nn.Module):
             projected = torch.baddbmm(w["ad_b"], f, w["ad_w"])  # gate logit, then h W_down + b
             a_scale = rows.mix["ad_off"]  # (B, 1, 1)
             if plan.gated:
+                assert rows.gate_weights is not None
                 adapter_mean = gate_means(projected, rows.gate_weights)
                 a_scale = mix_gates(a_scale, adapter_mean, rows.mix["ad_on"])
             onehot = rows.activation_onehot() if len(plan.activations) > 1 else None
@@ -175,7 +179,7 @@ class UniPELTModel(nn.Module):
         return add_bias(y, bias_delta)
 
 
-def _qkv(layer: nn.Module) -> tuple[Tensor, Tensor]:
+def _qkv(layer: Any) -> tuple[Tensor, Tensor]:  # a transformers layer: dynamic attributes
     sa = layer.attention.self
     w = torch.cat([sa.query.weight, sa.value.weight, sa.key.weight], 0)  # (3d, d)
     b = torch.cat([sa.query.bias, sa.value.bias, sa.key.bias], 0)

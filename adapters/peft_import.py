@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -213,7 +214,7 @@ def _head_weights(
             f"PEFT adapter has no trained classification head ({keys['head_out_w']}): "
             "train it through modules_to_save"
         )
-    dense = {n: raw.get(keys[n]) for n in ("head_dense_w", "head_dense_b")}
+    dense: dict[str, Any] = {n: raw.get(keys[n]) for n in ("head_dense_w", "head_dense_b")}
     if any(t is None for t in dense.values()):
         pooler = getattr(backbone.model, "pooler", None)
         if not layout.dense_from_backbone or pooler is None:

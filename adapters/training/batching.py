@@ -87,7 +87,7 @@ def collate(data: EncodedSet, index: list[int]) -> Batch:
         n = len(data.input_ids[i])
         ids[row, :n] = torch.tensor(data.input_ids[i])
         mask[row, :n] = 1
-        if types is not None:
+        if types is not None and data.token_type_ids is not None:
             types[row, :n] = torch.tensor(data.token_type_ids[i])
     pos = torch.tensor(index, dtype=torch.long)
     return Batch(ids, mask, types, data.labels[pos], pos)

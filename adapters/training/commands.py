@@ -7,6 +7,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -91,8 +92,10 @@ def task_data(args: argparse.Namespace, workdir: Path) -> TaskData:
     if not args.train_file:
         raise ConfigError("give --task (a GLUE task) or --train-file")
     mapping = column_map(args.text_column, args.pair_column, args.label_column)
-    files = [args.train_file, args.dev_file, args.test_file]
-    train, dev, test = [renamed_copy(f, mapping, workdir) if f else None for f in files]
+    train = renamed_copy(args.train_file, mapping, workdir)
+    dev, test = [
+        renamed_copy(f, mapping, workdir) if f else None for f in (args.dev_file, args.test_file)
+    ]
     name = args.task_name or Path(args.train_file).stem
     return file_task_data(
         train, dev, test, args.labels, args.regression, name, args.k, args.seed, args.dev_size
@@ -206,8 +209,8 @@ def study(args: argparse.Namespace) -> int:
             data_dir=_need_data_dir(args),
             out=out,
             settings=settings(args, epochs=defaults["epochs"], eval_every=defaults["eval_every"]),
-            by_k=by_k,
-            dev_size=defaults["dev_size"],
+            by_k=cast(dict[str, dict[int, int]], by_k),  # key 0 (the defaults) popped: ints
+            dev_size=cast(int, defaults["dev_size"]),  # per_k's default, DEV_SIZE
             backbone=args.backbone,
             workers=args.workers,
             threads=args.threads or torch.get_num_threads(),

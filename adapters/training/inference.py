@@ -75,7 +75,9 @@ class Predictor:
         out: list[RowPrediction] = []
         for start in range(0, len(texts), PREDICT_BATCH):
             chunk = texts[start : start + PREDICT_BATCH]
-            chunk_pairs = pairs[start : start + PREDICT_BATCH] if pairs else None
+            chunk_pairs: list[str | None] | None = (
+                list(pairs[start : start + PREDICT_BATCH]) if pairs else None
+            )
             enc = encode(self.tokenizer, chunk, chunk_pairs, self.max_length)
             logits = self.logits(enc.input_ids, enc.attention_mask, enc.token_type_ids)
             names = [self.label_names] * len(chunk)

@@ -98,7 +98,7 @@ def averages(
     """Each method's mean over tasks of its per-task mean (only methods with every task)."""
     out = {}
     for m in methods:
-        per_task = [table.get((k, t, m)) for t in tasks]
+        per_task = [table.get((k, t, m)) or [] for t in tasks]
         if all(per_task):
             out[m] = statistics.fmean(statistics.fmean(v) for v in per_task)
     return out
@@ -135,7 +135,7 @@ def comparison(records: list[dict[str, Any]], k: int) -> list[str]:
     singles = [m for m in SINGLE_METHODS if m in avg]
     if "apl" not in avg or not singles:
         return []
-    best = max(singles, key=avg.get)
+    best = max(singles, key=lambda m: avg[m])
     bound = statistics.fmean(
         max(statistics.fmean(table[(k, t, m)]) for m in singles) for t in tasks
     )
@@ -177,8 +177,8 @@ def efficiency_table(records: list[dict[str, Any]]) -> str:
         backbone = rows[0]["backbone_parameters"]
         kept = statistics.median(r["kept_parameters"] for r in rows)
         during = statistics.median(r["trainable_parameters"] for r in rows)
-        pairs = [(r, ft.get((r["task"], r["k"], r["seed"]))) for r in rows]
-        pairs = [(r, f) for r, f in pairs if f is not None]
+        found = [(r, ft.get((r["task"], r["k"], r["seed"]))) for r in rows]
+        pairs = [(r, f) for r, f in found if f is not None]
         step = _geomean([r["seconds_per_step"] / f["seconds_per_step"] for r, f in pairs])
         infer = _geomean(
             [r["test_seconds_per_example"] / f["test_seconds_per_example"] for r, f in pairs]

@@ -63,7 +63,9 @@ class RunOutcome:
             "eval_seconds": r.eval_seconds,
             "seconds_per_step": r.seconds_per_step,
             "test_seconds": self.test.seconds if self.test is not None else None,
-            "test_seconds_per_example": self.test.seconds / test_n if test_n else None,
+            "test_seconds_per_example": (
+                self.test.seconds / test_n if self.test is not None and test_n else None
+            ),
             "trainable_parameters": learner.training_parameter_count(),
             "kept_parameters": learner.kept_parameter_count(),
             "backbone_parameters": learner.backbone.parameter_count(),

@@ -142,7 +142,7 @@ def train(
             bar.set_postfix(
                 loss=f"{running:.4f}", dev=f"{selection.best:.4f}" if selection.metrics else "-"
             )
-            if has_dev and (step % eval_every == 0 or step == total):
+            if has_dev and dev_set is not None and (step % eval_every == 0 or step == total):
                 ev = evaluate_learner(learner, dev_set, spec, settings.eval_batch_size)
                 eval_seconds += ev.seconds
                 history.append({"step": step, "loss": running, "dev": ev.main(spec)})
