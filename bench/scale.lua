@@ -1,5 +1,6 @@
 -- wrk script for bench/scale.py: one-text predicts to task-NNNNN.
--- Arguments (after `--`): mode (zipf | uniform), task count, bodies file.
+-- Arguments (after `--`): mode (zipf | uniform), task count, bodies file, random seed (give
+-- each run its own: with one seed every window would replay the same tasks).
 --   zipf:    task of rank k (0-based) with probability proportional to 1 / (k + 1)
 --   uniform: every task equally likely
 -- done() prints one JSON line starting with "SCALE-RESULT".
@@ -20,7 +21,7 @@ function init(args)
   for line in io.lines(args[3]) do
     bodies[#bodies + 1] = line
   end
-  math.randomseed(4242 + id)
+  math.randomseed(tonumber(args[4] or "4242") + 7919 * id)
   if mode == "zipf" then
     local total, acc = 0, 0
     for k = 1, n do total = total + 1 / k end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 
 LUA = Path(__file__).with_name("scale.lua")
+_SEEDS = itertools.count(1)  # every wrk run draws its own task sequence
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$")
 
 
@@ -116,6 +118,7 @@ def run_wrk(
     before = scrape(url)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
     cmd += ["--timeout", "30s", "-s", str(LUA), url, "--", mode, str(tasks), str(bodies)]
+    cmd += [str(next(_SEEDS))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     out = proc.stdout.read() if proc.stdout else ""
