@@ -177,7 +177,14 @@ def scan_tasks(url: str, n: int, concurrency: int) -> dict:
             async def worker() -> None:
                 for task in queue:
                     body = {"inputs": "a scan of every task"}
-                    r = await client.post(f"/v1/{task_name(task)}/predict", json=body)
+                    for attempt in range(3):  # a keep-alive connection the server closed
+                        try:
+                            r = await client.post(f"/v1/{task_name(task)}/predict", json=body)
+                            break
+                        except httpx.TransportError:
+                            statuses[-1] = statuses.get(-1, 0) + 1  # counted as -1
+                            if attempt == 2:
+                                raise
                     statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
             started = time.perf_counter()
