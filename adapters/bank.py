@@ -194,10 +194,10 @@ class TaskBank:
         bank._write_meta(0, cfg, int(tensors["head_out_b"].shape[0]))
         return bank
 
-    @torch.no_grad()
-    def write(self, slot: int, cfg: MethodConfig, weights: dict[str, Tensor]) -> None:
-        """Copy one task's tensors into `slot` (cast to the bank's dtype); the rest is zeroed."""
-        num_labels = int(weights["head_out_b"].shape[0])
+    def fitting_sizes(
+        self, cfg: MethodConfig, weights: dict[str, Tensor]
+    ) -> tuple[int, int, int, int]:
+        """A task's own (rank, bottleneck, prefix, labels); ArtifactError if no slot holds it."""
         mine = task_sizes([(cfg, weights)]).as_tuple()
         room = self.sizes.as_tuple()
         if any(m > r for m, r in zip(mine, room)):
@@ -205,6 +205,14 @@ class TaskBank:
                 f"a task of sizes {mine} (rank, bottleneck, prefix, labels) does not fit the "
                 f"pool's slot sizes {room}"
             )
+        return mine
+
+    @torch.no_grad()
+    def write(self, slot: int, cfg: MethodConfig, weights: dict[str, Tensor]) -> None:
+        """Copy one task's tensors into `slot` (cast to the bank's dtype); the rest is zeroed."""
+        num_labels = int(weights["head_out_b"].shape[0])
+        self.fitting_sizes(cfg, weights)
+        room = self.sizes.as_tuple()
         like = self.gate_table
         cast = {k: v.to(device=like.device, dtype=like.dtype) for k, v in weights.items()}
         try:

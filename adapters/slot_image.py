@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from adapters.bank import CONST, ON, G, TaskBank, gate_row, task_sizes
+from adapters.bank import CONST, ON, G, TaskBank, gate_row
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError
 from adapters.fused import fuse, mixing
@@ -42,13 +42,8 @@ def prepare_image(
 ) -> SlotImage:
     """The slot image of one task for `bank`, on `device`, in the bank's dtype."""
     num_labels = int(weights["head_out_b"].shape[0])
-    mine = task_sizes([(cfg, weights)]).as_tuple()
+    mine = bank.fitting_sizes(cfg, weights)
     room = bank.sizes.as_tuple()
-    if any(m > r for m, r in zip(mine, room)):
-        raise ArtifactError(
-            f"a task of sizes {mine} (rank, bottleneck, prefix, labels) does not fit the "
-            f"pool's slot sizes {room}"
-        )
     like = torch.zeros(1, dtype=bank.dtype, device=device)
     cast = {k: v.to(device=device, dtype=bank.dtype) for k, v in weights.items()}
     try:
