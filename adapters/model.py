@@ -23,6 +23,7 @@ from adapters.bottleneck import add_adapter
 from adapters.gate import gate_means, mix_gates
 from adapters.heads import head_logits
 from adapters.lora import add_lora
+from adapters.packing import Packing, Unpacked, packing_for
 from adapters.plan import BatchPlan, plan_batch
 from adapters.prefix import prepend_prefix
 from adapters.rows import BatchRows
@@ -72,13 +73,14 @@ class UniPELTModel(nn.Module):
         token_type_ids: Tensor | None = None,
         return_gates: bool = False,
         plan: BatchPlan | None = None,
+        packing: Packing | None = None,
     ) -> ForwardOutput:
         """Without `plan`, one is built by reading `slots` and the mask on the host (free for
         CPU tensors); servers pass the plan they built from Python values."""
         if plan is None:
             plan = plan_batch(bank, slots.tolist(), padded=not bool(attention_mask.all()))
         logits, hidden, gates = self.mixed(
-            input_ids, attention_mask, bank, slots, plan, token_type_ids, return_gates
+            input_ids, attention_mask, bank, slots, plan, token_type_ids, return_gates, packing
         )
         return ForwardOutput(logits, plan.num_labels, hidden, gates)
 
@@ -91,18 +93,32 @@ class UniPELTModel(nn.Module):
         plan: BatchPlan,
         token_type_ids: Tensor | None = None,
         return_gates: bool = False,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(logits, hidden, gates) of one batch: a static graph for a given `plan.key`."""
+        """(logits, hidden, gates) of one batch: a static graph for a given `plan.key`.
+        An inference forward packs real tokens when the plan has the rows' lengths;
+        `packing` may be built ahead, off the forward thread (`packing_for`)."""
         many_acts = len(plan.activations) > 1
-        rows = BatchRows.gather(bank, slots, plan, attention_mask, return_gates or many_acts)
-        x = self.embed(input_ids, token_type_ids)  # (B, T, d)
+        if self.training or torch.is_grad_enabled():  # packing reuses buffers in place
+            packing = Unpacked()
+        elif packing is None:
+            packing = packing_for(plan, input_ids.shape[1], input_ids.device, bank.dtype)
+        rows = BatchRows.gather(
+            bank, slots, plan, attention_mask, return_gates or many_acts, packing
+        )
+        embedded = self.embed(input_ids, token_type_ids)  # (B, T, d)
+        x = packing.pack(embedded)  # (n, d) packed, else (B, T, d)
+        padded: Tensor | None = embedded
         gates: list[Tensor] = []
         for index, layer in enumerate(self.backbone.layers):
-            x, layer_gates = self.layer_forward(layer, index, x, rows, return_gates)
+            x, padded, layer_gates = self.layer_forward(
+                layer, index, x, padded, rows, packing, return_gates
+            )
             if layer_gates is not None:
                 gates.append(layer_gates)
-        logits = head_logits(x, rows.head, self.hidden_dropout, self.training)
-        return logits, x, torch.stack(gates, dim=1) if return_gates else None
+        hidden = padded if padded is not None else packing.unpack(x)
+        logits = head_logits(hidden, rows.head, self.hidden_dropout, self.training)
+        return logits, hidden, torch.stack(gates, dim=1) if return_gates else None
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         model = self.encoder
@@ -113,17 +129,27 @@ class UniPELTModel(nn.Module):
         return project(x) if project is not None else x
 
     def layer_forward(
-        self, layer: Any, index: int, x: Tensor, rows: BatchRows, want_gates: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        """One transformer layer with each row's submodules. Returns (x, gates (B, G))."""
+        self,
+        layer: Any,
+        index: int,
+        x: Tensor,
+        padded: Tensor | None,
+        rows: BatchRows,
+        packing: Packing,
+        want_gates: bool,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """One transformer layer with each row's submodules. `x` is the layer input, packed
+        or not; `padded` the same as (B, T, d) when at hand. Returns (x, padded, gates)."""
         plan, w = rows.plan, rows.layers[index]
         attn, ffn_in, ffn_out = layer.attention, layer.intermediate, layer.output
         d = x.shape[-1]
-        qkv = add_bias(F.linear(x, *self.qkv(index, layer)), w.get("bitfit_qkv"))  # [q|v|k]
+        qkv_tokens = add_bias(F.linear(x, *self.qkv(index, layer)), w.get("bitfit_qkv"))
+        qkv = packing.unpack(qkv_tokens)  # (B, T, 3d) [q | v | k]
         means = None
         scale = rows.mix["lora_off"]  # (B, 1, 3 + 2r): prefix scale in column 0, LoRA's from 3
         if "in_w" in w:
-            projected = torch.baddbmm(w["in_b"], x, w["in_w"])  # gate logits, x A_q, x A_v
+            x_rows = padded if padded is not None else packing.unpack(x)
+            projected = torch.baddbmm(w["in_b"], x_rows, w["in_w"])  # gate logits, x A_q, x A_v
             if plan.gated:
                 assert rows.gate_weights is not None  # set whenever the plan is gated
                 means = gate_means(projected, rows.gate_weights)
@@ -133,7 +159,7 @@ class UniPELTModel(nn.Module):
         q, values_keys = qkv.split([d, 2 * d], -1)  # (B, T, d), (B, T, 2d) [v | k]
         if plan.prefix:  # (B, P + T, 2d)
             values_keys = prepend_prefix(values_keys, w["prefix"], scale[..., :1])
-        context = self.attention(q, values_keys, rows.key_mask)  # (B, T, d)
+        context = packing.pack(self.attention(q, values_keys, rows.key_mask, packing.packed))
 
         h = add_bias(attn.output.dense(context), w.get("bitfit_attn_out"))
         h = self.layer_norm(attn.output.LayerNorm, self.dropout(h) + x, w.get("bitfit_ln_attn"))
@@ -142,21 +168,28 @@ class UniPELTModel(nn.Module):
         f = self.layer_norm(ffn_out.LayerNorm, f + h, w.get("bitfit_ln_ffn"))
 
         adapter_mean = None
+        f_rows = None if packing.packed else f
         if plan.bottleneck:
-            projected = torch.baddbmm(w["ad_b"], f, w["ad_w"])  # gate logit, then h W_down + b
+            f_rows = packing.unpack(f)
+            projected = torch.baddbmm(w["ad_b"], f_rows, w["ad_w"])  # gate logit, h W_down + b
             a_scale = rows.mix["ad_off"]  # (B, 1, 1)
             if plan.gated:
                 assert rows.gate_weights is not None
                 adapter_mean = gate_means(projected, rows.gate_weights)
                 a_scale = mix_gates(a_scale, adapter_mean, rows.mix["ad_on"])
             onehot = rows.activation_onehot() if len(plan.activations) > 1 else None
-            f = add_adapter(
-                f, projected, w["ad_up"], w["ad_up_b"], a_scale, plan.activations, onehot
+            f_rows = add_adapter(
+                f_rows, projected, w["ad_up"], w["ad_up_b"], a_scale, plan.activations, onehot
             )
-        return f, rows.gate_values(means, adapter_mean) if want_gates else None
+            f = packing.pack(f_rows)
+        gates = rows.gate_values(means, adapter_mean) if want_gates else None
+        return f, f_rows, gates
 
-    def attention(self, q: Tensor, values_keys: Tensor, key_mask: Tensor | None) -> Tensor:
-        """Multi-head scaled dot-product attention. q: (B, T, d); values_keys: (B, S, 2d)."""
+    def attention(
+        self, q: Tensor, values_keys: Tensor, key_mask: Tensor | None, flat: bool = False
+    ) -> Tensor:
+        """Multi-head scaled dot-product attention. q: (B, T, d); values_keys: (B, S, 2d).
+        Returns (B, T, d), or (B * T, d) when `flat`."""
         B, T, d = q.shape
         H = self.heads
         qh = q.unflatten(-1, (H, d // H)).transpose(1, 2)  # (B, H, T, dh)
@@ -168,7 +201,9 @@ class UniPELTModel(nn.Module):
             attn_mask=key_mask,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )
-        return out.transpose(1, 2).reshape(B, T, d)
+        return (
+            out.transpose(1, 2).reshape(B * T, d) if flat else out.transpose(1, 2).reshape(B, T, d)
+        )
 
     def dropout(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.hidden_dropout, True) if self.training else x

@@ -54,6 +54,7 @@ class BatchPlan:
     activations: tuple[int, ...]  # adapter activations present (ids into ACTIVATIONS)
     key_mask: bool  # some key is masked: padding, or a prefix shorter than `prefix`
     num_labels: tuple[int, ...]  # each row's real label count
+    lengths: tuple[int, ...] | None = None  # real tokens per row: pack them (`packing`)
 
     @property
     def key(self) -> tuple:
@@ -69,6 +70,7 @@ class BatchPlan:
             self.bitfit,
             self.activations,
             self.key_mask,
+            self.lengths,  # a packed forward's index is baked into a captured graph
         )
 
 
@@ -78,9 +80,12 @@ def plan_batch(
     padded: bool,
     buckets: Buckets = Buckets(),
     single_slot: bool = True,
+    lengths: Sequence[int] | None = None,
 ) -> BatchPlan:
     """The plan for rows in `slots` (Python ints); `padded`: some row has padding tokens.
-    `single_slot=False` always gathers (one graph serves one- and many-task batches)."""
+    `single_slot=False` always gathers (one graph serves one- and many-task batches).
+    `lengths` (each row's real tokens, right-padded rows) packs the token-wise work of an
+    inference forward onto real tokens only; leave it None for captured graphs."""
     meta, caps = bank.meta, bank.sizes
     used = sorted(set(slots))
     step = buckets.sizes
@@ -102,4 +107,5 @@ def plan_batch(
         activations=tuple(sorted(activations)) or (0,),
         key_mask=padded or any(meta.prefix_length[s] != prefix for s in used),
         num_labels=tuple(meta.num_labels[s] for s in slots),
+        lengths=tuple(lengths) if lengths is not None and padded else None,
     )

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from adapters.bank import CONST, ON, TaskBank
 from adapters.fused import GATES_IN, HEAD, TRIM, trimmed_width
+from adapters.packing import Packed, Packing, Unpacked
 from adapters.plan import BatchPlan
 
 _BITFIT = ("qkv", "attn_out", "ln_attn", "ffn_in", "ffn_out", "ln_ffn")
@@ -33,8 +34,16 @@ class BatchRows:
 
     @classmethod
     def gather(
-        cls, bank: TaskBank, slots: Tensor, plan: BatchPlan, mask: Tensor, want_table: bool
+        cls,
+        bank: TaskBank,
+        slots: Tensor,
+        plan: BatchPlan,
+        mask: Tensor,
+        want_table: bool,
+        packing: Packing | None = None,
     ) -> BatchRows:
+        """BitFit deltas come per token when `packing` packs (they add to packed tensors)."""
+        packing = packing or Unpacked()
         names = ["in_w", "in_b"] if plan.rank or plan.gated else []
         names += ["lora_up"] if plan.rank else []
         names += ["prefix"] if plan.prefix else []
@@ -44,7 +53,7 @@ class BatchRows:
         if plan.bottleneck:
             mixes += ["ad_off"] + (["ad_on"] if plan.gated else [])
         take = _Taker(bank, slots, plan)
-        per_layer = {n: _layer_major(n, take(n)).unbind(1) for n in names}
+        per_layer = {n: _per_layer(n, take(n), packing) for n in names}
         rows = cls(
             plan=plan,
             layers=[{n: t[i] for n, t in per_layer.items()} for i in range(bank.dims.layers)],
@@ -54,7 +63,9 @@ class BatchRows:
             key_mask=None,
             table=take.table(bank.gate_table) if want_table else None,
         )
-        if plan.gated:
+        if plan.gated and isinstance(packing, Packed):
+            rows.gate_weights = packing.gate_weights  # the same, built on the host
+        elif plan.gated:
             real = mask.to(bank.dtype)
             rows.gate_weights = (real / real.sum(1, keepdim=True).clamp_min(1.0)).unsqueeze(1)
         if plan.key_mask:
@@ -82,9 +93,14 @@ class BatchRows:
         return self.table[:, CONST + CONST - ON :]
 
 
-def _layer_major(name: str, t: Tensor) -> Tensor:
-    """The down-projections are stored transposed (trimmed rows stay contiguous)."""
-    return t.transpose(-1, -2) if name in ("in_w", "ad_w") else t
+def _per_layer(name: str, t: Tensor, packing: Packing) -> tuple[Tensor, ...]:
+    """A gathered (B, L, ...) tensor split into per-layer views. The down-projections are
+    stored transposed (trimmed rows stay contiguous); BitFit deltas go per token if packed."""
+    if name in ("in_w", "ad_w"):
+        t = t.transpose(-1, -2)
+    elif name.startswith("bitfit_") and packing.packed:
+        t = packing.per_token(t.squeeze(-2))  # (n, L, w)
+    return t.unbind(1)
 
 
 class _Taker:

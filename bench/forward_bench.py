@@ -25,6 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 from adapters.backbone import Backbone, load_backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
+from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
 from adapters.tokenization import load_tokenizer
 from bench.tasks import APL, TaskSet, apply_head, stacked_heads
@@ -111,22 +112,29 @@ def ceiling(backbone: Backbone, heads: dict, encoder: Encoder, device, graphs: b
     return Forward(prepare, forward, notes)
 
 
-def ours(model: UniPELTModel, bank: TaskBank, encoder: Encoder, device, graphs: bool) -> Forward:
+def ours(
+    model: UniPELTModel, bank: TaskBank, encoder: Encoder, device, graphs: bool, packed: bool
+) -> Forward:
     """Our mixed forward as the service runs it: the plan from Python values, and with
-    `graphs` the runner's shape buckets and graph cache."""
+    `graphs` the runner's shape buckets and graph cache; `packed`: token-wise work on real
+    tokens only (`adapters.packing`; the service packs whenever it runs without graphs)."""
     cache = GraphCache(model, bank, torch.device(device), max_graphs=64 if graphs else 0)
     buckets = Buckets.static() if graphs else Buckets.exact()
 
     def prepare(rows: list[Request]) -> tuple:
         ids, mask = pad_batch(encoder, rows, TOKEN_STEP if graphs else 1)
         slots = [r.task for r in rows]  # task i lives in slot i
-        padded = not all(len(encoder.ids(r.text)) == ids.shape[1] for r in rows)
-        plan = plan_batch(bank, slots, padded, buckets, single_slot=not graphs)
-        return Inputs(ids, mask, torch.zeros_like(ids), torch.tensor(slots)), plan
+        lengths = [len(encoder.ids(r.text)) for r in rows]
+        padded = not all(n == ids.shape[1] for n in lengths)
+        plan = plan_batch(
+            bank, slots, padded, buckets, not graphs, lengths if packed and not graphs else None
+        )
+        packing = packing_for(plan, ids.shape[1], torch.device(device), bank.dtype)
+        return Inputs(ids, mask, torch.zeros_like(ids), torch.tensor(slots)), plan, packing
 
     @torch.inference_mode()
-    def forward(inputs: Inputs, plan) -> torch.Tensor:
-        return cache.run(inputs, plan, want_gates=False)[0]
+    def forward(inputs: Inputs, plan, packing) -> torch.Tensor:
+        return cache.run(inputs, plan, want_gates=False, packing=packing)[0]
 
     return Forward(prepare, forward)
 
@@ -134,8 +142,8 @@ def ours(model: UniPELTModel, bank: TaskBank, encoder: Encoder, device, graphs: 
 def top_level_ops(forward: Forward, rows: list[Request]) -> int:
     """aten ops called from Python (not from inside another op) in one forward proper (the
     host-side padding and planning excluded; on the GPU without graphs: kernel launches)."""
-    args = forward.prepare(rows)
-    forward.run(*args)
+    forward.run(*forward.prepare(rows))  # warm
+    args = forward.prepare(rows)  # fresh, as each batch is
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         forward.run(*args)
     return sum(1 for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::"))
@@ -178,17 +186,14 @@ def run_case(args, backbone, model, tasks, encoder, texts, n, b, dtype) -> list[
         if g == "on" and not on:
             continue
         rows[f"ceiling graphs={g}"] = ceiling(backbone, heads, encoder, device, on)
-        rows[f"ours graphs={g}"] = ours(model, bank, encoder, device, on)
-    ops = {
-        "ceiling": top_level_ops(
-            rows[next(k for k in rows if k.startswith("ceiling"))], windows[0]
-        ),
-        "ours": top_level_ops(rows[next(k for k in rows if k.startswith("ours"))], windows[0]),
-    }
+        rows[f"ours graphs={g}"] = ours(model, bank, encoder, device, on, packed=not on)
+        if not on:
+            rows[f"ours graphs={g} unpacked"] = ours(model, bank, encoder, device, on, False)
+    ops = {name: top_level_ops(forward, windows[0]) for name, forward in rows.items()}
     times = measure(rows, windows, device)
     out = []
     for name, t in times.items():
-        base = times[name.replace("ours", "ceiling")]
+        base = times[name.replace("ours", "ceiling").removesuffix(" unpacked")]
         out.append(
             {
                 "row": name,
@@ -197,7 +202,7 @@ def run_case(args, backbone, model, tasks, encoder, texts, n, b, dtype) -> list[
                 "dtype": str(dtype).removeprefix("torch."),
                 "seq_per_s": b / statistics.median(t),
                 "x_ceiling": statistics.median([c / x for c, x in zip(base, t)]),
-                "ops": ops["ours" if name.startswith("ours") else "ceiling"],
+                "ops": ops[name],
                 "notes": rows[name].notes,
             }
         )

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
+from adapters.packing import Packing
 from adapters.plan import BatchPlan
 
 
@@ -54,10 +55,11 @@ class GraphCache:
         return len(self._graphs)
 
     def run(
-        self, inputs: Inputs, plan: BatchPlan, want_gates: bool
+        self, inputs: Inputs, plan: BatchPlan, want_gates: bool, packing: Packing | None = None
     ) -> tuple[Tensor, Tensor | None]:
+        """`packing` (eager only: a packed plan's index is not graph-static) may be built ahead."""
         if not self.enabled:
-            return self._eager(_to(inputs, self.device), plan, want_gates)
+            return self._eager(_to(inputs, self.device), plan, want_gates, packing)
         key = (*plan.key, tuple(inputs.ids.shape), want_gates)
         captured = self._graphs.get(key)
         if captured is None:
@@ -71,8 +73,12 @@ class GraphCache:
         captured.graph.replay()
         return captured.logits, captured.gates
 
-    def _eager(self, x: Inputs, plan: BatchPlan, want_gates: bool) -> tuple[Tensor, Tensor | None]:
-        out = self.model(x.ids, x.mask, self.bank, x.slots, x.types, want_gates, plan=plan)
+    def _eager(
+        self, x: Inputs, plan: BatchPlan, want_gates: bool, packing: Packing | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        out = self.model(
+            x.ids, x.mask, self.bank, x.slots, x.types, want_gates, plan=plan, packing=packing
+        )
         return out.logits, out.gates
 
     def _capture(self, inputs: Inputs, plan: BatchPlan, want_gates: bool) -> Captured:
@@ -91,6 +97,8 @@ class GraphCache:
 
 
 def _to(x: Inputs, device: torch.device) -> Inputs:
+    if x.ids.device == device:
+        return x
     return Inputs(
         *(getattr(x, n).to(device, non_blocking=True) for n in ("ids", "mask", "types", "slots"))
     )
