@@ -99,7 +99,8 @@ def render(r: dict) -> str:
         f"{fmt(statistics.median(e['seq_per_s'] for e in r['engine']))} seq/s).",
         "- Server CPU per sequence outside the forward (10-task windows, per row the server ran): "
         "process CPU minus the forward thread's CPU (`unipelt_forward_cpu_seconds_total`; "
-        "tokenising is on that thread too; exact with one torch thread, else the other "
+        "tokenising is on the prepare thread, so it counts as outside; exact with one torch "
+        "thread, else the other "
         f"threads' share counts as outside): **{fmt(_outside_forward_metric(ten), 2)} ms**. "
         f"Cross-check: server process CPU {fmt(_cpu_per_request(ten), 2)} ms per row against "
         f"the in-process engine's {fmt(engine_cpu_ms, 2)} ms per sequence "

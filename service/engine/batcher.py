@@ -1,20 +1,25 @@
 """Dynamic batching: collect rows for up to a few milliseconds or a full batch, then run it.
 
 Policies: "mixed" takes rows first-come first-served whatever their task (one mixed-task
-forward); "grouped" takes only rows of the oldest row's task. One forward runs at a time, in a
-dedicated worker thread (which also tokenises each batch in one call), so the event loop
-never blocks on the model or the tokenizer.
+forward); "grouped" takes only rows of the oldest row's task. Each batch goes through a
+two-thread pipeline (`pipeline.py`): the prepare thread tokenises it (one tokenizer call) and
+builds its host inputs while the previous batch runs its forward on the forward thread, so the
+event loop never blocks on the model or the tokenizer, and the forward thread never tokenises.
+A full batch is taken as soon as a place in the pipeline frees; a partial one waits for its
+window and for the pipeline to empty (as full a batch as one forward at a time would take).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
+from service.engine.pipeline import Pipeline
 from service.engine.runner import Row, RowResult
 from service.errors import QueueFullError, ShuttingDownError
 from service.metrics import Metrics
@@ -30,14 +35,16 @@ class Pending:
 class DynamicBatcher:
     def __init__(
         self,
-        run_batch: Callable[[list[Row]], list[RowResult | Exception]],
+        prepare: Callable[[list[Row]], Any],
+        forward: Callable[[Any], list[RowResult | Exception]],
         metrics: Metrics,
         max_batch_size: int,
         window_ms: float,
         policy: str,
         max_queue: int,
     ) -> None:
-        self.run_batch = run_batch
+        """`prepare(rows)` runs on the prepare thread, `forward(prepared)` on the forward one."""
+        self.forward = forward
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.window_s = window_ms / 1000.0
@@ -45,8 +52,11 @@ class DynamicBatcher:
         self.max_queue = max_queue
         self._queue: deque[Pending] = deque()
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        self.pipeline: Pipeline[list[Row], Any, list[RowResult | Exception]] = Pipeline(
+            prepare, self._forward_timed
+        )
         self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
         self._closing = False
         self.in_flight = 0
 
@@ -83,29 +93,32 @@ class DynamicBatcher:
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.pipeline.shutdown()
 
     async def _loop(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
+                await self.pipeline.admit()
                 await self._fill_window()
                 batch = self._take_batch()
-                await self._run(batch)
+                self.in_flight += len(batch)  # before any await: a drain must see it
+                task = asyncio.get_running_loop().create_task(self._run(batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
 
     async def _fill_window(self) -> None:
-        """Wait until the batch is full or the oldest row has waited `window`."""
+        """Wait until the batch is full, or the oldest row has waited `window` and no other
+        batch is in the pipeline."""
         oldest = self._queue[0].enqueued
         while len(self._queue) < self.max_batch_size and not self._closing:
             remaining = oldest + self.window_s - time.perf_counter()
-            if remaining <= 0:
+            if remaining <= 0 and self.pipeline.admitted <= 1:  # only this batch's place
                 return
             self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return
+            with contextlib.suppress(TimeoutError):  # then look again
+                await asyncio.wait_for(self._wakeup.wait(), remaining if remaining > 0 else None)
 
     def _take_batch(self) -> list[Pending]:
         if self.policy == "mixed":
@@ -127,12 +140,8 @@ class DynamicBatcher:
             self.metrics.queue_wait.observe(now - p.enqueued)
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_tasks.observe(len({p.row.task for p in batch}))
-        self.in_flight += len(batch)
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(
-                self._executor, self._run_timed, [p.row for p in batch]
-            )
+            results = await self.pipeline.run([p.row for p in batch])
         except Exception as exc:  # the whole batch fails together, never silently
             for p in batch:
                 if not p.future.done():
@@ -140,7 +149,7 @@ class DynamicBatcher:
             return
         finally:
             self.in_flight -= len(batch)
-            self.metrics.forward_duration.observe(time.perf_counter() - now)
+            self._wakeup.set()  # a partial batch may be waiting for the pipeline to empty
         for p, result in zip(batch, results):
             if p.future.done():
                 continue
@@ -149,10 +158,12 @@ class DynamicBatcher:
             else:
                 p.future.set_result(result)
 
-    def _run_timed(self, rows: list[Row]) -> list[RowResult | Exception]:
-        """On the forward thread: tokenise and run the batch, counting the thread's CPU time."""
-        started = time.thread_time()
+    def _forward_timed(self, prepared: Any) -> list[RowResult | Exception]:
+        """On the forward thread: copy, forward, read results, counting its CPU and wall time
+        (the prepare thread's CPU counts as outside the forward)."""
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
-            return self.run_batch(rows)
+            return self.forward(prepared)
         finally:
-            self.metrics.forward_cpu.inc(time.thread_time() - started)
+            self.metrics.forward_cpu.inc(time.thread_time() - cpu)
+            self.metrics.forward_duration.observe(time.perf_counter() - started)

@@ -96,7 +96,8 @@ class Engine:
             max_rows=settings.max_batch_size,
         )
         self.batcher = DynamicBatcher(
-            self.runner.run,
+            self.runner.prepare,
+            self.runner.execute,
             metrics,
             settings.max_batch_size,
             settings.batch_window_ms,

@@ -9,7 +9,7 @@ import torch
 from adapters import constants as C
 from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
-from adapters.plan import Buckets, plan_batch
+from adapters.plan import BatchPlan, Buckets, plan_batch
 from adapters.postprocess import RowPrediction, row_predictions
 from service.engine.encode import BatchEncoder, Encoded, TextRow
 from service.engine.graphs import GraphCache, Inputs
@@ -47,11 +47,24 @@ class Shapes:
         return -(-n // self.token_step) * self.token_step if self.static else n
 
 
+@dataclass
+class Prepared:
+    """One batch made ready for the forward on the host: each row's tokens or its own error,
+    and for the rows that run, their padded (pinned) host tensors and plan."""
+
+    encoded: list[Encoded | Exception]  # per row: its tokens, or why it cannot run
+    rows: list[Row]  # the rows that run, in order
+    residents: list[Resident]
+    inputs: Inputs | None
+    plan: BatchPlan | None
+
+
 class BatchRunner:
-    """Tokenises a batch, pads it into (pinned) host tensors, plans it from Python values and
-    runs the forward (captured per shape bucket on CUDA); called from the single forward
-    thread, which reads no device tensor before the results. A row whose input is over its
-    limit gets its error, the others run."""
+    """Runs a batch in two steps. `prepare` (the prepare thread) tokenises it, pads it into
+    (pinned) host tensors and plans it from Python values; `execute` (the forward thread)
+    copies the tensors to the device, runs the forward (captured per shape bucket on CUDA)
+    and reads the results, reading no device tensor before them. A row whose input is over
+    its limit gets its error, the others run. `run` does both on the caller's thread."""
 
     def __init__(
         self,
@@ -71,27 +84,39 @@ class BatchRunner:
         self.graphs = GraphCache(model, bank, device, max_graphs)
         self.shapes = Shapes(static=self.graphs.enabled, max_rows=max_rows)
         self.buckets = Buckets.static() if self.graphs.enabled else Buckets.exact()
-        self.pin = device.type == "cuda"
+        self.pin = device.type == "cuda"  # pinned host memory only exists with CUDA
 
     def run(self, rows: list[Row]) -> list[RowResult | Exception]:
-        encoded = self.encoder.encode(rows)
-        ok = [(row, e) for row, e in zip(rows, encoded) if not isinstance(e, Exception)]
-        done = iter(self.forward([r for r, _ in ok], [e for _, e in ok]) if ok else [])
-        return [e if isinstance(e, Exception) else next(done) for e in encoded]
+        return self.execute(self.prepare(rows))
 
-    @torch.inference_mode()
-    def forward(self, rows: list[Row], encoded: list[Encoded]) -> list[RowResult]:
-        residents = [_resident(r) for r in rows]
-        inputs, lengths = self.inputs(encoded, [r.slot for r in residents])
+    def prepare(self, rows: list[Row]) -> Prepared:
+        """Host work only: tokens, padded host tensors, the plan. Touches no device."""
+        encoded: list[Encoded | Exception] = list(self.encoder.encode(rows))
+        ok = [(row, e) for row, e in zip(rows, encoded) if not isinstance(e, Exception)]
+        if not ok:
+            return Prepared(encoded, [], [], None, None)
+        residents = [_resident(row) for row, _ in ok]
+        inputs, lengths = self.inputs([e for _, e in ok], [r.slot for r in residents])
         plan = plan_batch(
             self.bank,
-            inputs.slots.tolist(),  # a host tensor
+            inputs.slots.tolist(),  # a host tensor, padding rows included
             padded=any(n < inputs.ids.shape[1] for n in lengths),
             buckets=self.buckets,
             single_slot=not self.graphs.enabled,  # a graph must not bake in one slot
         )
+        return Prepared(encoded, [row for row, _ in ok], residents, inputs, plan)
+
+    @torch.inference_mode()
+    def execute(self, batch: Prepared) -> list[RowResult | Exception]:
+        """Device work only: copy in, forward, read the results out."""
+        done = iter(self._forward(batch) if batch.rows else [])
+        return [e if isinstance(e, Exception) else next(done) for e in batch.encoded]
+
+    def _forward(self, batch: Prepared) -> list[RowResult]:
+        assert batch.inputs is not None and batch.plan is not None
+        rows, residents = batch.rows, batch.residents
         want_gates = any(r.want_gates for r in rows)
-        logits, gates_t = self.graphs.run(inputs, plan, want_gates)
+        logits, gates_t = self.graphs.run(batch.inputs, batch.plan, want_gates)
         n = len(rows)
         predictions = row_predictions(logits[:n], [r.label_names for r in residents])
         gates = gates_t[:n].float().cpu() if gates_t is not None else None
@@ -102,7 +127,7 @@ class BatchRunner:
 
     def inputs(self, encoded: list[Encoded], slots: list[int]) -> tuple[Inputs, list[int]]:
         """Host tensors padded to the batch's shape bucket (padding rows: one token, on the
-        first row's slot), and each row's real length."""
+        first row's slot), allocated pinned on CUDA, and each row's real length."""
         lengths = [len(ids) for ids, _ in encoded]
         B, T = self.shapes.rows(len(encoded)), self.shapes.tokens(max(lengths))
         extra = B - len(encoded)
@@ -110,15 +135,13 @@ class BatchRunner:
         types = [(t or [0] * len(ids)) + [0] * (T - len(ids)) for ids, t in encoded]
         mask = [[1] * n + [0] * (T - n) for n in lengths]
         blank = [self.pad] * T
-        tensors = [
-            torch.tensor(rows + [blank] * extra),
-            torch.tensor(mask + [[1] + [0] * (T - 1)] * extra),
-            torch.tensor(types + [[0] * T] * extra),
-            torch.tensor(slots + [slots[0]] * extra),
+        values = [
+            rows + [blank] * extra,
+            mask + [[1] + [0] * (T - 1)] * extra,
+            types + [[0] * T] * extra,
+            slots + [slots[0]] * extra,
         ]
-        if self.pin:
-            tensors = [t.pin_memory() for t in tensors]
-        return Inputs(*tensors), lengths
+        return Inputs(*(torch.tensor(v, pin_memory=self.pin) for v in values)), lengths
 
 
 def _resident(row: Row) -> Resident:

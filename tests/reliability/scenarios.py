@@ -274,9 +274,10 @@ def drain_on_sigterm(service, backbone, task: str, clients: int = 11, rows: int 
     threads = [threading.Thread(target=predict) for _ in range(clients)]
     for thread in threads:
         thread.start()
-    # SIGTERM once every request is in (all rows queued but the batch being run): a request
-    # still connecting when the listener closes was never accepted, so it is not drained.
-    arrived = clients * rows - int(str(RELIABILITY_SETTINGS["max_batch_size"]))
+    # SIGTERM once every request is in (all rows queued but the batch running its forward and
+    # the one prepared behind it): a request still connecting when the listener closes was
+    # never accepted, so it is not drained.
+    arrived = clients * rows - 2 * int(str(RELIABILITY_SETTINGS["max_batch_size"]))
     deadline = time.monotonic() + 10
     while queue_depth(service.url) < arrived and time.monotonic() < deadline:
         time.sleep(0.01)
