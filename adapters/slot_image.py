@@ -1,4 +1,4 @@
-"""A task prepared for a bank slot: fused, cast and checked once, at the task's own sizes.
+"""A task prepared for a bank slot: fused and checked once, at the task's own sizes.
 
 `TaskBank.write` fuses a task's artifact tensors at every write. A cache that keeps the fused
 image instead makes a later write plain copies: `write_image` zero-pads each tensor at the end
@@ -8,6 +8,7 @@ from 0), so the slot ends up exactly as `TaskBank.write` leaves it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -40,19 +41,21 @@ class SlotImage:
 def prepare_image(
     bank: TaskBank, cfg: MethodConfig, weights: dict[str, Tensor], device: torch.device | str
 ) -> SlotImage:
-    """The slot image of one task for `bank`, on `device`, in the bank's dtype."""
+    """The slot image of one task for `bank`, on `device`: in the stored dtype when that is
+    narrower than the bank's (fusing only moves values, so casting at the slot write gives
+    the same slot, from half the bytes), else in the bank's dtype."""
     num_labels = int(weights["head_out_b"].shape[0])
     mine = bank.fitting_sizes(cfg, weights)
     room = bank.sizes.as_tuple()
-    like = torch.zeros(1, dtype=bank.dtype, device=device)
-    cast = {k: v.to(device=device, dtype=bank.dtype) for k, v in weights.items()}
+    dtype = image_dtype(weights, bank.dtype)
+    like = torch.zeros(1, dtype=dtype, device=device)
+    cast = {k: v.to(device=device, dtype=dtype) for k, v in weights.items()}
     try:
         tensors = fuse(cast, bank.dims, mine, like)
     except (RuntimeError, ValueError) as exc:
         raise ArtifactError(f"task tensors do not fit the pool's slot shapes: {exc}") from exc
     row = gate_row(cfg)
-    tables = mixing(row[ON:CONST], row[CONST : CONST + G], *room[:2])
-    tensors.update({k: v.to(device=device, dtype=bank.dtype) for k, v in tables.items()})
+    tensors.update(_mixing_tables(tuple(row), *room[:2], bank.dtype, str(device)))
     for name, source in tensors.items():
         room_shape = tuple(bank.tensors[name].shape[1:])
         if len(source.shape) != len(room_shape) or any(
@@ -66,17 +69,46 @@ def prepare_image(
     return SlotImage(cfg, num_labels, image_tensors, torch.tensor(row, dtype=bank.dtype))
 
 
+@functools.lru_cache(maxsize=64)
+def _mixing_tables(
+    row: tuple[float, ...], rank: int, bottleneck: int, dtype: torch.dtype, device: str
+) -> dict[str, Tensor]:
+    """A slot's gate-mixing tables, shared by every image with the same gate row (few
+    distinct rows exist; building them is most of an image's fixed cost). Never written to."""
+    tables = mixing(row[ON:CONST], list(row[CONST : CONST + G]), rank, bottleneck)
+    return {k: v.to(device=device, dtype=dtype) for k, v in tables.items()}
+
+
+def image_dtype(weights: dict[str, Tensor], bank_dtype: torch.dtype) -> torch.dtype:
+    """The weights' one floating dtype if it is narrower than the bank's, else the bank's."""
+    found = {t.dtype for t in weights.values()}
+    if len(found) == 1:
+        (dtype,) = found
+        if dtype.is_floating_point and dtype.itemsize < bank_dtype.itemsize:
+            return dtype
+    return bank_dtype
+
+
 @torch.no_grad()
 def write_image(bank: TaskBank, slot: int, image: SlotImage) -> None:
-    """Copy a prepared image into `slot`, zeroing the padding: no fusing, only copies."""
+    """Copy a prepared image into `slot` (cast to the bank's dtype), zeroing the padding: no
+    fusing, only copies."""
     for name, target in bank.tensors.items():
         dest, source = target[slot], image.tensors[name]
         if source.shape == dest.shape:
             dest.copy_(source)
             continue
-        dest.zero_()
         dest[tuple(slice(0, s) for s in source.shape)].copy_(source)
+        zero_outside(dest, tuple(source.shape))
     bank.meta.write(slot, image.config, image.num_labels)
     bank.gate_table[slot].copy_(image.gate_row)
     length = bank.meta.prefix_length[slot]
     bank.prefix_table[slot] = torch.arange(bank.prefix_table.shape[1]) < length
+
+
+def zero_outside(dest: Tensor, shape: tuple[int, ...]) -> None:
+    """Zero `dest` outside its leading block of `shape`, and nothing inside it: for each
+    dimension i the block is short in, the slab [:shape[0], ..., :shape[i-1], shape[i]:]."""
+    for i, (size, room) in enumerate(zip(shape, dest.shape)):
+        if size < room:
+            dest[(*(slice(0, k) for k in shape[:i]), slice(size, None))].zero_()

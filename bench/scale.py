@@ -4,6 +4,7 @@ with 10 tasks and against the in-process engine, windows interleaved.
 
     python -m bench.scale --out docs/benchmarks.md     # 10,000 tasks, 1,000 slots
     python -m bench.scale --quick                      # 300 tasks, 50 slots, short windows
+    python -m bench.scale --loads-only                 # per-load timings only, no server
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import psutil
 import torch
 
 from adapters.backbone import load_backbone
-from bench.scale_report import render, write_section
+from bench.scale_report import render, render_loads, write_section
 from bench.scale_seed import seed_store, task_name
 from bench.scale_side import InProcessEngine, load_timings
 from bench.scale_wrk import Window, run_wrk, settle
@@ -44,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads (server and engine)")
     p.add_argument("--load-samples", type=int, default=200)
     p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--loads-only",
+        action="store_true",
+        help="only the exact per-load timings (float16 and float32, --rounds times), no server",
+    )
     p.add_argument("--out", type=Path, help="write the section into this markdown file")
     p.add_argument("--json", type=Path, default=Path("bench/results/scale.json"))
     args = p.parse_args(argv)
@@ -57,6 +63,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     command = "python -m bench.scale " + " ".join(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
+    if args.loads_only:
+        with tempfile.TemporaryDirectory(prefix="bench-loads-") as tmp:
+            rounds = loads_only(args, Path(tmp))
+        print(render_loads(rounds, command))
+        return {"loads": rounds}
     texts, text_source = load_texts()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         results = run(args, Path(tmp), texts)
@@ -115,6 +126,24 @@ def run(args: argparse.Namespace, root: Path, texts: list[str]) -> dict:
     finally:
         if service is not None:
             service.stop()
+        redis.stop()
+
+
+def loads_only(args: argparse.Namespace, root: Path) -> list[dict]:
+    """`load_timings` on `--load-samples` tasks per stored dtype, dtypes interleaved per round."""
+    redis = start_embedded_redis(root / "redis")
+    try:
+        client = make_client(redis.url, socket_timeout_s=30)
+        backbone = load_backbone()
+        stores = {}
+        for name, dtype in (("float16", torch.float16), ("float32", torch.float32)):
+            stores[name] = AdapterStore(client, FilesystemBlobStore(root / name), f"{name}:")
+            seed_store(stores[name], backbone, args.load_samples, dtype)
+        n = args.load_samples
+        return [
+            {k: load_timings(s, backbone, n) for k, s in stores.items()} for _ in range(args.rounds)
+        ]
+    finally:
         redis.stop()
 
 

@@ -140,6 +140,18 @@ def _loads_table(r: dict) -> str:
     )
 
 
+def render_loads(rounds: list[dict], command: str) -> str:
+    """The `--loads-only` table: one row per round and stored dtype."""
+    rows = [
+        f"| {i + 1} | {name} | {fmt(d['store_p50_ms'], 2)} | {fmt(d['store_p99_ms'], 2)} | "
+        f"{fmt(d['host_p50_ms'], 2)} | {fmt(d['host_p99_ms'], 2)} |"
+        for i, r in enumerate(rounds)
+        for name, d in r.items()
+    ]
+    head = "| round | artifact dtype | store p50 ms | store p99 ms | host p50 ms | host p99 ms |"
+    return "\n".join([f"Command: `{command}`", "", head, "|---|---|---|---|---|---|", *rows])
+
+
 def _memory_lines(r: dict) -> str:
     s = r["store"]
     scan = r["scan"]

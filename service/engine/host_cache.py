@@ -1,10 +1,11 @@
 """The host tier: validated adapters in host memory, ready for a slot, LRU under a byte budget.
 
 It sits between the device bank and the store. Entries are slot images (`SlotImage`: fused,
-cast to the bank's dtype, at the task's own sizes), so a bank miss that hits here is plain
-copies into a slot, with no fetch, checksum, parse or fusing. Entries are immutable; eviction
-only drops the cache's reference, so a copy already under way keeps its tensors. On a CUDA
-device the images are pinned, so the copy into the bank is a direct DMA.
+at the task's own sizes, in the stored dtype when it is narrower than the bank's), so a bank
+miss that hits here is plain copies into a slot, with no fetch, checksum, parse or fusing.
+Entries are immutable; eviction only drops the cache's reference, so a copy already under way
+keeps its tensors. On a CUDA device the images are pinned, so the copy into the bank is a
+direct DMA.
 """
 
 from __future__ import annotations

@@ -86,8 +86,8 @@ class AdapterLoader:
         entry = self.host.get(key)
         if entry is not None:
             return entry, "host"
-        manifest_bytes, weights = self.store.fetch(*key)
-        artifact = parse_artifact(manifest_bytes, weights, self.backbone)
+        manifest_bytes, weights, digest = self.store.fetch_verified(*key)
+        artifact = parse_artifact(manifest_bytes, weights, self.backbone, weights_sha256=digest)
         image = prepare_image(self.pool.bank, artifact.config, artifact.weights, "cpu")
         return self.host.put(key, artifact.manifest, image), "store"
 

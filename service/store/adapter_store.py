@@ -251,6 +251,10 @@ class AdapterStore:
 
     def fetch(self, task: str, version: int) -> tuple[bytes, bytes]:
         """(manifest bytes, weights bytes), verified against the sha256s in the record."""
+        return self.fetch_verified(task, version)[:2]
+
+    def fetch_verified(self, task: str, version: int) -> tuple[bytes, bytes, str]:
+        """`fetch` plus the weights' sha256 it verified (so a reader need not hash again)."""
         info = self.version_info(task, version)
         expected = {"manifest": info.manifest_sha256, "weights": info.sha256}
         found: dict[str, bytes] = {}
@@ -262,7 +266,7 @@ class AdapterStore:
             if sha256_hex(data) != expected[part]:
                 raise CorruptBlobError(task, version, part, "fails its sha256 check")
             found[part] = data
-        return found["manifest"], found["weights"]
+        return found["manifest"], found["weights"], info.sha256
 
     def ping(self) -> bool:
         try:

@@ -64,6 +64,33 @@ def test_manifest_dtype_must_match_the_tensors(tiny_bert):
         parse_artifact(manifest.model_dump_json().encode(), blob, tiny_bert)
 
 
+@pytest.mark.parametrize("name", ["float32", "float16", "bfloat16"])
+def test_nan_and_inf_are_refused_and_large_finite_values_kept(tiny_bert, name):
+    dtype = getattr(torch, name)
+    big = torch.finfo(dtype).max
+
+    def parse(fill: list[float]) -> None:
+        weights = cast_weights(random_task(CFG, tiny_bert, 2), name)
+        head = weights["head_out_w"].view(-1)
+        head[: len(fill)] = torch.tensor(fill, dtype=dtype)
+        parse_artifact(*serialize(make_manifest("t", CFG, tiny_bert, ["a", "b"]), weights), None)
+
+    parse([big] * 40 + [-big])  # sums past the format's range: still finite values
+    for bad in ([float("nan")], [float("inf")], [float("-inf")], [float("inf"), float("-inf")]):
+        with pytest.raises(ArtifactError, match="NaN or Inf"):
+            parse(bad)
+
+
+def test_a_digest_already_computed_is_checked_against_the_manifest(tiny_bert):
+    manifest_bytes, blob = serialize(
+        make_manifest("t", CFG, tiny_bert, ["a", "b"]), random_task(CFG, tiny_bert, 2)
+    )
+    digest = hashlib.sha256(blob).hexdigest()
+    assert parse_artifact(manifest_bytes, blob, tiny_bert, weights_sha256=digest).weights
+    with pytest.raises(ArtifactError, match="does not match the manifest"):
+        parse_artifact(manifest_bytes, blob, tiny_bert, weights_sha256="0" * 64)
+
+
 def test_serialize_refuses_mixed_dtypes(tiny_bert):
     weights = random_task(CFG, tiny_bert, 2)
     weights["head_out_b"] = weights["head_out_b"].half()

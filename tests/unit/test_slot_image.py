@@ -7,7 +7,7 @@ import torch
 
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
-from adapters.slot_image import prepare_image, write_image
+from adapters.slot_image import prepare_image, write_image, zero_outside
 from tests.helpers import random_task
 
 P = MethodConfig.preset
@@ -54,3 +54,35 @@ def test_image_over_the_bank_sizes_is_refused(tiny_bert):
     bank = TaskBank.allocate(1, tiny_bert.dims, SIZES, lazy=True)
     with pytest.raises(Exception, match="does not fit"):
         prepare_image(bank, cfg, random_task(cfg, tiny_bert, 2), "cpu")
+
+
+@pytest.mark.parametrize(
+    ("stored", "bank_dtype", "kept"),
+    [
+        (torch.float16, torch.float32, torch.float16),  # narrower: kept, cast at the write
+        (torch.bfloat16, torch.float32, torch.bfloat16),
+        (torch.float32, torch.bfloat16, torch.bfloat16),  # wider: cast once, up front
+        (torch.float16, torch.bfloat16, torch.bfloat16),
+    ],
+    ids=str,
+)
+def test_half_precision_image_writes_the_slot_bank_write_does(tiny_bert, stored, bank_dtype, kept):
+    cfg, labels = TASKS[0]
+    weights = {k: v.to(stored) for k, v in random_task(cfg, tiny_bert, labels, seed=4).items()}
+    reference = TaskBank.allocate(1, tiny_bert.dims, SIZES, dtype=bank_dtype)
+    reference.write(0, cfg, weights)
+    bank = TaskBank.allocate(1, tiny_bert.dims, SIZES, dtype=bank_dtype, lazy=True)
+    image = prepare_image(bank, cfg, weights, "cpu")
+    assert {t.dtype for k, t in image.tensors.items() if k in weights or k.startswith("in_")} == {
+        kept
+    }
+    write_image(bank, 0, image)
+    expected, got = _state(reference, 0), _state(bank, 0)
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+
+
+def test_zero_outside_clears_only_the_padding():
+    dest = torch.ones(3, 4, 5)
+    zero_outside(dest, (2, 3, 4))
+    assert dest[:2, :3, :4].eq(1).all() and dest.sum() == 2 * 3 * 4
