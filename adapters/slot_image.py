@@ -21,6 +21,15 @@ from adapters.fused import fuse, mixing
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """Where an image lies in its slot, and its dtypes: enough to read it back (no weights)."""
+
+    num_labels: int
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, torch.dtype]
+
+
+@dataclass(frozen=True)
 class SlotImage:
     config: MethodConfig
     num_labels: int
@@ -30,6 +39,14 @@ class SlotImage:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    @property
+    def layout(self) -> ImageLayout:
+        return ImageLayout(
+            self.num_labels,
+            {k: tuple(t.shape) for k, t in self.tensors.items()},
+            {k: t.dtype for k, t in self.tensors.items()},
+        )
 
     def pinned(self) -> SlotImage:
         """The same image in page-locked host memory (a direct copy to a GPU bank)."""
@@ -112,3 +129,15 @@ def zero_outside(dest: Tensor, shape: tuple[int, ...]) -> None:
     for i, (size, room) in enumerate(zip(shape, dest.shape)):
         if size < room:
             dest[(*(slice(0, k) for k in shape[:i]), slice(size, None))].zero_()
+
+
+@torch.no_grad()
+def read_image(bank: TaskBank, slot: int, config: MethodConfig, layout: ImageLayout) -> SlotImage:
+    """The image `write_image` left in `slot`, copied back to host memory in its own dtypes
+    (exact: the bank holds those values, cast from them)."""
+    tensors = {}
+    for name, shape in layout.shapes.items():
+        out = torch.empty(shape, dtype=layout.dtypes[name])
+        tensors[name] = out.copy_(bank.tensors[name][slot][tuple(slice(0, s) for s in shape)])
+    row = bank.gate_table[slot].to(device="cpu", copy=True)
+    return SlotImage(config, layout.num_labels, tensors, row)

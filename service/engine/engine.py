@@ -21,7 +21,7 @@ from service.engine.pool import AdapterPool
 from service.engine.registry import AdapterRegistry
 from service.engine.resolver import AdapterResolver
 from service.engine.runner import BatchRunner, Row, RowResult
-from service.engine.sizing import plan_pool
+from service.engine.sizing import available_memory, plan_host, plan_pool
 from service.engine.upload_check import UploadCheck, bank_sizes
 from service.engine.warmer import Warmer
 from service.metrics import Metrics
@@ -66,17 +66,25 @@ class Engine:
             self.plan.slots, backbone.dims, self.sizes, self.device, self.dtype, lazy=True
         )
         self.pool = AdapterPool(self.bank, on_evict=self._evicted)
-        self.host_cache = HostCache(settings.host_cache_bytes, pin=self.device.type == "cuda")
+        self.host_plan = plan_host(
+            settings.host_cache_bytes,
+            self.plan.bank_bytes,
+            bank_on_host=self.device.type == "cpu",
+            available=available_memory(),
+        )
+        self.host_cache = HostCache(self.host_plan.budget, pin=self.device.type == "cuda")
         self.loader = AdapterLoader(store, self.pool, self.host_cache, backbone, metrics)
         self.resolver = AdapterResolver(store, self.loader, metrics, settings.live_cache_ttl_s)
         self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
         metrics.pool_slots.set(self.plan.slots)
         log.info(
-            "adapter pool: %d slots of %d bytes (UNIPELT_POOL_MAX_BYTES=%d); host tier %d bytes",
+            "adapter pool: %d slots of %d bytes (UNIPELT_POOL_MAX_BYTES=%d); host tier %d "
+            "bytes (%s)",
             self.plan.slots,
             self.plan.slot_bytes,
             self.plan.budget,
-            settings.host_cache_bytes,
+            self.host_plan.budget,
+            self.host_plan.source,
         )
         self.check_upload = UploadCheck(
             settings, backbone, self.model, self.tokenizer, self.device, self.dtype
@@ -120,7 +128,7 @@ class Engine:
             "resident": len(self.pool),
             "host_adapters": len(self.host_cache),
             "host_bytes": self.host_cache.nbytes,
-            "host_budget_bytes": self.host_cache.max_bytes,
+            **self.host_plan.describe(),
         }
 
     # ---- predict -------------------------------------------------------------------------
@@ -157,3 +165,4 @@ class Engine:
     def _evicted(self, resident) -> None:
         self.metrics.cache_evictions.inc()
         log.debug("evicted adapter %s v%s from slot %s", *resident.key, resident.slot)
+        self.loader.evicted(resident)

@@ -2,11 +2,15 @@
 
 A bank miss is served by the host tier when it can (copies into a slot), otherwise by a store
 fetch, checksum and full validation, whose slot image the host tier then keeps. One load
-per adapter at a time: concurrent misses of the same version wait for the first.
+per adapter at a time: concurrent misses of the same version wait for the first. An adapter
+evicted from the bank becomes the host tier's most recent entry (read back from its slot if
+the host tier had dropped it), so the host tier holds what left the bank last, and its next
+miss is a copy.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -15,11 +19,13 @@ from torch import Tensor
 from adapters.artifact import parse_artifact
 from adapters.backbone import Backbone
 from adapters.manifest import Manifest
-from adapters.slot_image import prepare_image
+from adapters.slot_image import prepare_image, read_image
 from service.engine.host_cache import HostAdapter, HostCache
 from service.engine.pool import AdapterKey, AdapterPool, Resident
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
+
+log = logging.getLogger("unipelt.loader")
 
 
 class AdapterLoader:
@@ -90,6 +96,16 @@ class AdapterLoader:
         artifact = parse_artifact(manifest_bytes, weights, self.backbone, weights_sha256=digest)
         image = prepare_image(self.pool.bank, artifact.config, artifact.weights, "cpu")
         return self.host.put(key, artifact.manifest, image), "store"
+
+    def evicted(self, resident: Resident) -> None:
+        """`resident` leaves the bank (its slot still holds it): keep it in the host tier."""
+        if self.host.max_bytes <= 0 or self.host.get(resident.key) is not None:
+            return  # the lookup made it the host tier's most recent entry
+        try:
+            image = read_image(self.pool.bank, resident.slot, resident.config, resident.layout)
+            self.host.put(resident.key, resident.manifest, image)
+        except (RuntimeError, MemoryError) as exc:  # best effort: its next miss is a fetch
+            log.warning("could not keep evicted adapter %s v%s: %s", *resident.key, exc)
 
     def forget(self, task: str, keep_version: int | None = None) -> None:
         """Versions of `task` other than `keep_version` leave both tiers (once unused)."""

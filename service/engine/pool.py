@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.manifest import Manifest
-from adapters.slot_image import SlotImage, write_image
+from adapters.slot_image import ImageLayout, SlotImage, write_image
 
 AdapterKey = tuple[str, int]  # (task, version)
 
@@ -29,6 +29,7 @@ class Resident:
     manifest: Manifest
     config: MethodConfig
     nbytes: int  # the adapter's slot image (the slot itself is always slot-sized)
+    layout: ImageLayout  # where the image lies in the slot (to read it back on eviction)
     refs: int = 0
     retired: bool = False  # a newer version went live: free as soon as refs drop to 0
     label_names: list[str] = field(default_factory=list)
@@ -39,7 +40,10 @@ class PoolFullError(RuntimeError):
 
 
 class AdapterPool:
-    """Owns the bank. Lookups pin; eviction only takes unpinned residents, least recent first."""
+    """Owns the bank. Lookups pin; eviction only takes unpinned residents, least recent first.
+
+    `on_evict` sees each resident evicted to make room, while its slot still holds it (before
+    the new adapter is written, outside the lock); retired versions leave without it."""
 
     def __init__(self, bank: TaskBank, on_evict: Callable[[Resident], None] | None = None) -> None:
         self.bank = bank
@@ -95,8 +99,10 @@ class AdapterPool:
             existing = self._pin_existing(key, pin)
             if existing is not None:
                 return existing
-            slot = self._take_slot()
+            slot, victim = self._take_slot()
         try:
+            if victim is not None and self.on_evict is not None:
+                self.on_evict(victim)
             write_image(self.bank, slot, image)
         except BaseException:
             with self._lock:
@@ -108,6 +114,7 @@ class AdapterPool:
             manifest=manifest,
             config=image.config,
             nbytes=image.nbytes,
+            layout=image.layout,
             refs=1 if pin else 0,
             label_names=list(manifest.label_names),
         )
@@ -143,13 +150,15 @@ class AdapterPool:
                 if resident.refs <= 0:
                     self._drop(resident)
 
-    def _take_slot(self) -> int:
-        while not self._free:
-            victim = next((r for r in self._lru.values() if r.refs <= 0), None)
-            if victim is None:
-                raise PoolFullError("every adapter slot is in use by in-flight requests")
-            self._drop(victim)
-        return self._free.pop()
+    def _take_slot(self) -> tuple[int, Resident | None]:
+        """A free slot, or the least recent unpinned resident's (returned as the victim)."""
+        if self._free:
+            return self._free.pop(), None
+        victim = next((r for r in self._lru.values() if r.refs <= 0), None)
+        if victim is None:
+            raise PoolFullError("every adapter slot is in use by in-flight requests")
+        del self._lru[victim.key]
+        return victim.slot, victim
 
     def _drop(self, resident: Resident) -> None:
         if self._lru.pop(resident.key, None) is None:
@@ -157,5 +166,3 @@ class AdapterPool:
         # No request pins it and it is off the LRU: its slot is rewritten in full by the next
         # insert (bank.write zeroes what the new adapter does not use), so no clear here.
         self._free.append(resident.slot)
-        if self.on_evict is not None:
-            self.on_evict(resident)

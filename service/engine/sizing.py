@@ -1,4 +1,5 @@
-"""How many bank slots a byte budget holds, from the backbone and the largest allowed sizes."""
+"""How big the tiers are: the bank's slots from a byte budget, the backbone and the largest
+allowed sizes; the host tier's budget from the bank and the memory available."""
 
 from __future__ import annotations
 
@@ -75,3 +76,65 @@ def plan_pool(
     if max_slots is not None:
         slots = min(slots, max_slots)
     return PoolPlan(slots=slots, slot_bytes=per_slot, budget=budget)
+
+
+# The host tier's default: this many times the bank's bytes (its images are at each task's own
+# sizes, so it holds several times the bank's adapters), within this share of the memory
+# available at startup (less a CPU bank's own bytes, committed only as its slots fill).
+HOST_BANK_MULTIPLE = 2
+HOST_MEMORY_SHARE = 0.25
+HOST_FALLBACK_BYTES = 2**30  # when the available memory cannot be read
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """The host tier's byte budget and where it came from."""
+
+    budget: int
+    source: str
+
+    def describe(self) -> dict[str, int | str]:
+        return {"host_budget_bytes": self.budget, "host_budget_from": self.source}
+
+
+def plan_host(
+    setting: int | None, bank_bytes: int, bank_on_host: bool, available: int | None
+) -> HostPlan:
+    """`UNIPELT_HOST_CACHE_BYTES` when set, else min(HOST_BANK_MULTIPLE x the bank's bytes,
+    HOST_MEMORY_SHARE of the `available` memory left once a CPU bank is full)."""
+    if setting is not None:
+        return HostPlan(setting, "UNIPELT_HOST_CACHE_BYTES")
+    wanted = HOST_BANK_MULTIPLE * bank_bytes
+    if available is None:
+        return HostPlan(min(wanted, HOST_FALLBACK_BYTES), "default (available memory unknown)")
+    room = int(HOST_MEMORY_SHARE * max(0, available - (bank_bytes if bank_on_host else 0)))
+    share = f"{HOST_MEMORY_SHARE:.0%} of {available >> 20} MiB available"
+    if bank_on_host:
+        share += " less the bank"
+    return HostPlan(min(wanted, room), f"min({HOST_BANK_MULTIPLE} x bank bytes, {share})")
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still take: MemAvailable, within a cgroup's limit (v2 or v1)."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(limit) as f, open(usage) as g:
+                cap, used = f.read().strip(), int(g.read())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit():
+            free = min(free, max(0, int(cap) - used))
+        break
+    return free

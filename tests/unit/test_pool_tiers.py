@@ -10,10 +10,16 @@ import torch
 
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
-from adapters.slot_image import prepare_image
+from adapters.slot_image import prepare_image, read_image
 from service.engine.host_cache import HostCache
 from service.engine.pool import AdapterPool, PoolFullError
-from service.engine.sizing import PoolBudgetError, plan_pool, slot_bytes
+from service.engine.sizing import (
+    PoolBudgetError,
+    available_memory,
+    plan_host,
+    plan_pool,
+    slot_bytes,
+)
 from service.engine.warmer import Warmer
 from service.metrics import Metrics
 from service.store.events import EventKind, StoreEvent
@@ -98,6 +104,44 @@ def test_pool_evicts_least_recent_unpinned_and_refuses_when_all_pinned(tiny_bert
     pool.release(c)
     warm = pool.insert(("d", 1), *task, pin=False)  # a background load pins nothing
     assert warm.refs == 0 and ("d", 1) in pool
+
+
+def test_eviction_hands_over_the_victim_while_its_slot_still_holds_it(tiny_bert, task):
+    manifest = task[0]
+    half = prepare_image(  # float16 weights: a float16 image in a float32 bank
+        TaskBank.allocate(1, tiny_bert.dims, BankSizes(), lazy=True),
+        CFG,
+        {k: v.half() for k, v in random_task(CFG, tiny_bert, 2, seed=5).items()},
+        "cpu",
+    )
+    pool = AdapterPool(TaskBank.allocate(1, tiny_bert.dims, BankSizes(), lazy=True))
+    read_back = []
+    pool.on_evict = lambda r: read_back.append(
+        (r.key, read_image(pool.bank, r.slot, r.config, r.layout))
+    )
+    pool.insert(("a", 1), manifest, half, pin=False)
+    pool.insert(("b", 1), *task, pin=False)
+    assert [key for key, _ in read_back] == [("a", 1)]
+    copy = read_back[0][1]
+    assert copy.layout == half.layout and torch.equal(copy.gate_row, half.gate_row)
+    assert all(torch.equal(copy.tensors[k], t) for k, t in half.tensors.items())
+    pool.retire_task("b")  # a retired version leaves without being handed over
+    assert len(read_back) == 1 and len(pool) == 0
+
+
+def test_host_budget_is_a_multiple_of_the_bank_within_a_share_of_memory():
+    mib = 2**20
+    assert plan_host(None, 100 * mib, False, 1000 * mib).budget == 200 * mib  # 2 x bank
+    assert plan_host(None, 100 * mib, False, 400 * mib).budget == 100 * mib  # 25% of memory
+    assert plan_host(None, 100 * mib, True, 500 * mib).budget == 100 * mib  # less a CPU bank
+    assert plan_host(None, 100 * mib, True, 50 * mib).budget == 0
+    assert plan_host(None, 100 * mib, False, None).budget == 200 * mib
+    assert plan_host(None, 2**30, False, None).budget == 2**30  # unknown memory: 1 GiB at most
+    set_by_hand = plan_host(5, 100 * mib, True, 1000 * mib)
+    assert set_by_hand.budget == 5 and set_by_hand.source == "UNIPELT_HOST_CACHE_BYTES"
+    assert "25% of 1000 MiB available" in plan_host(None, mib, False, 1000 * mib).source
+    memory = available_memory()
+    assert memory is not None and memory > 0
 
 
 def test_host_cache_is_bounded_by_bytes_and_lru(task):
