@@ -9,6 +9,7 @@ import torch
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
+from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
 from tests.helpers import random_task
 
@@ -48,3 +49,27 @@ def test_mixed_forward_compiles_to_one_graph_with_the_same_logits(tiny_bert):
     for a, b in ((got, eager), (got2, eager2)):
         for x, y in zip(a, b):
             torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_packed_forward_compiles_to_one_graph(tiny_bert):
+    """A packed forward, its packing built ahead on the host, traces with no graph break."""
+    torch._dynamo.reset()
+    model = UniPELTModel(tiny_bert).eval()
+    tasks = [(cfg, random_task(cfg, tiny_bert, n, seed=i)) for i, (cfg, n) in enumerate(TASKS)]
+    bank = TaskBank.from_tasks(tasks, tiny_bert.dims)
+    ids = torch.randint(3, 120, (8, 16), generator=torch.Generator().manual_seed(1))
+    lengths = [16, 9, 3, 16, 12, 7, 16, 1]
+    mask = (torch.arange(16) < torch.tensor(lengths)[:, None]).long()
+    slots = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    plan = plan_batch(bank, slots.tolist(), padded=True, lengths=lengths)
+    packing = packing_for(plan, 16, torch.device("cpu"), bank.dtype)
+    assert packing.packed
+    compiled = torch.compile(model.mixed, fullgraph=True, backend="eager")
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    with torch.no_grad():
+        want = model.mixed(ids, mask, bank, slots, plan, return_gates=True)
+        got = compiled(ids, mask, bank, slots, plan, return_gates=True, packing=packing)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[2], want[2], atol=1e-5, rtol=0)
