@@ -28,6 +28,22 @@ def _hit(w: dict) -> float:
     return m["hits"] / (m["hits"] + m["misses"]) if m["hits"] + m["misses"] else float("nan")
 
 
+def _no_fetch(w: dict) -> float:
+    m = w["metrics"]
+    total = m["hits"] + m["misses"]
+    return (m["hits"] + m["host_loads"]) / total if total else float("nan")
+
+
+def _host_tier(r: dict) -> str:
+    pool = r.get("pool_start", {})
+    if "host_budget_bytes" not in pool:
+        return "default host tier"
+    return (
+        f"default host tier ({pool['host_budget_bytes'] / 2**30:.2f} GiB: "
+        f"{pool.get('host_budget_from', '?')})"
+    )
+
+
 def ms(values: dict, key: str) -> str:
     return f"{fmt(values[key], 1)} ms"
 
@@ -76,11 +92,13 @@ def render(r: dict) -> str:
         f"Setup: {n:,} registered tasks seeded through `AdapterStore.publish` in "
         f"{fmt(r['seed']['seconds'], 0)} s ({_mix(r['seed']['by_method'])}; paper sizes: LoRA "
         "r 8, bottleneck 48, prefix 10; stored float16), one replica with "
-        f"`UNIPELT_POOL_SLOTS={slots}`, default host tier (1 GiB), filesystem blobs, embedded "
+        f"`UNIPELT_POOL_SLOTS={slots}`, {_host_tier(r)}, filesystem blobs, embedded "
         f"Redis on a unix socket. wrk: 1 thread, {r['connections']} "
         "connections, one text per request. Rounds: 10-task window, in-process engine window, "
-        f"Zipf window, {len(ten)} times (each {fmt(ten[0]['seconds'], 0)} s), after one "
-        "unmeasured Zipf window that fills the bank.",
+        f"Zipf window, {len(ten)} times (each {fmt(ten[0]['seconds'], 0)} s), after a warm-up "
+        f"that is not measured: one request to each of the {r['warmup']['head_tasks']:,} most "
+        f"popular Zipf tasks, least popular first ({fmt(r['warmup']['scan']['seconds'], 0)} s), "
+        "then one Zipf window.",
         "",
         "| traffic | req/s | bank hit ratio | store loads/s | host-tier loads/s | p50 ms | "
         "p99 ms | wrk CPU (of 2 cores) | errors |",
@@ -88,10 +106,13 @@ def render(r: dict) -> str:
         _row("10 tasks, uniform", ten),
         _row(f"{n:,} tasks, Zipf s=1", zipf),
     ]
+    per_window = ", ".join(f"{fmt(_hit(w), 3)} / {fmt(_no_fetch(w), 3)}" for w in zipf)
     for tasks, w in sorted(r["uniform"].items(), key=lambda kv: int(kv[0])):
         out.append(_row(f"{int(tasks):,} tasks, uniform (after one pass over them)", [w]))
     out += [
         "",
+        f"- Zipf windows in order, bank hit ratio / share of requests served without a store "
+        f"fetch (bank hits and host-tier copies): {per_window}.",
         f"- Zipf over {n:,} / 10 tasks, throughput: **{fmt(r['zipf_vs_ten'], 2)}x** (median of "
         "per-round ratios).",
         f"- HTTP (10 tasks) / in-process engine (`BatchRunner.run`: tokenise + mixed forward, "
