@@ -101,8 +101,9 @@ class UniPELTModel(nn.Module):
         many_acts = len(plan.activations) > 1
         if self.training or torch.is_grad_enabled():  # packing reuses buffers in place
             packing = Unpacked()
-        elif packing is None:
-            packing = packing_for(plan, input_ids.shape[1], input_ids.device, bank.dtype)
+        else:
+            packing = packing or packing_for(plan, input_ids.shape[1], bank.dtype)
+            packing = packing.to(input_ids.device)
         rows = BatchRows.gather(
             bank, slots, plan, attention_mask, return_gates or many_acts, packing
         )

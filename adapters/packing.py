@@ -14,6 +14,7 @@ never reads a device tensor. `Unpacked` is the identity, for training and for ca
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -37,6 +38,9 @@ class Unpacked:
         """(B, 1, w) per-row values, broadcast over a (B, T, w) tensor."""
         return row_values
 
+    def to(self, device: torch.device) -> Unpacked:
+        return self
+
 
 class Packed(Unpacked):
     """Real tokens of a right-padded (B, T) batch, packed row after row into (n, w).
@@ -47,19 +51,30 @@ class Packed(Unpacked):
     packed = True
 
     def __init__(
-        self, lengths: Sequence[int], tokens: int, device: torch.device, dtype: torch.dtype
+        self, lengths: Sequence[int], tokens: int, dtype: torch.dtype, pin: bool = False
     ) -> None:
+        """Host tensors (pinned with `pin`); `to` moves them to the forward's device."""
         self.rows, self.tokens, self.lengths = len(lengths), tokens, tuple(lengths)
         owner = [r for r, n in enumerate(lengths) for _ in range(n)]
         position = [t for n in lengths for t in range(n)]
         flat = [r * tokens + t for r, t in zip(owner, position)]
-        self.owner, self.position, self.flat = (
-            _to(torch.tensor(v, dtype=torch.long), device) for v in (owner, position, flat)
-        )
         real = (torch.arange(tokens) < torch.tensor(lengths)[:, None]).to(dtype)
         weights = (real / real.sum(1, keepdim=True).clamp_min(1.0)).unsqueeze(1)
-        self.gate_weights = _to(weights, device)  # (B, 1, T) 1/count on real tokens
+        self.owner, self.position, self.flat = (
+            torch.tensor(v, dtype=torch.long, pin_memory=pin) for v in (owner, position, flat)
+        )
+        self.gate_weights = weights.pin_memory() if pin else weights  # (B, 1, T) 1/count
         self._buffers: dict[tuple[int, torch.dtype], Tensor] = {}
+
+    def to(self, device: torch.device) -> Packed:
+        """The same packing with its tensors on `device` (itself when they are there)."""
+        if self.flat.device == device:
+            return self
+        moved = copy.copy(self)
+        for name in ("owner", "position", "flat", "gate_weights"):
+            setattr(moved, name, getattr(self, name).to(device, non_blocking=True))
+        moved._buffers = {}
+        return moved
 
     def pack(self, t: Tensor) -> Tensor:
         """(B, T, w) -> (n, w), or (B * T, w) -> (n, w): the real tokens."""
@@ -82,16 +97,12 @@ class Packed(Unpacked):
         return row_values.index_select(0, self.owner)
 
 
-def _to(t: Tensor, device: torch.device) -> Tensor:
-    return t if device.type == "cpu" else t.pin_memory().to(device, non_blocking=True)
-
-
 Packing = Unpacked | Packed
 
 
-def packing_for(plan: BatchPlan, tokens: int, device: torch.device, dtype: torch.dtype) -> Packing:
-    """Packed when the plan has the rows' lengths (`tokens`: the padded length; `dtype`: the
-    bank's), else not."""
+def packing_for(plan: BatchPlan, tokens: int, dtype: torch.dtype, pin: bool = False) -> Packing:
+    """Packed (host tensors, pinned with `pin`) when the plan has the rows' lengths (`tokens`:
+    the padded length; `dtype`: the bank's), else not."""
     if plan.lengths is None:
         return Unpacked()
-    return Packed(plan.lengths, tokens, device, dtype)
+    return Packed(plan.lengths, tokens, dtype, pin)

@@ -129,7 +129,7 @@ def ours(
         plan = plan_batch(
             bank, slots, padded, buckets, not graphs, lengths if packed and not graphs else None
         )
-        packing = packing_for(plan, ids.shape[1], torch.device(device), bank.dtype)
+        packing = packing_for(plan, ids.shape[1], bank.dtype)
         return Inputs(ids, mask, torch.zeros_like(ids), torch.tensor(slots)), plan, packing
 
     @torch.inference_mode()

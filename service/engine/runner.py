@@ -9,6 +9,7 @@ import torch
 from adapters import constants as C
 from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
+from adapters.packing import Packing, packing_for
 from adapters.plan import BatchPlan, Buckets, plan_batch
 from adapters.postprocess import RowPrediction, row_predictions
 from service.engine.encode import BatchEncoder, Encoded, TextRow
@@ -57,6 +58,7 @@ class Prepared:
     residents: list[Resident]
     inputs: Inputs | None
     plan: BatchPlan | None
+    packing: Packing | None  # real-token index of an eager forward (host tensors)
 
 
 class BatchRunner:
@@ -90,21 +92,25 @@ class BatchRunner:
         return self.execute(self.prepare(rows))
 
     def prepare(self, rows: list[Row]) -> Prepared:
-        """Host work only: tokens, padded host tensors, the plan. Touches no device."""
+        """Host work only: tokens, padded host tensors, the plan and its packing index.
+        Touches no device."""
         encoded: list[Encoded | Exception] = list(self.encoder.encode(rows))
         ok = [(row, e) for row, e in zip(rows, encoded) if not isinstance(e, Exception)]
         if not ok:
-            return Prepared(encoded, [], [], None, None)
+            return Prepared(encoded, [], [], None, None, None)
         residents = [_resident(row) for row, _ in ok]
         inputs, lengths = self.inputs([e for _, e in ok], [r.slot for r in residents])
+        graphs = self.graphs.enabled
         plan = plan_batch(
             self.bank,
             inputs.slots.tolist(),  # a host tensor, padding rows included
             padded=any(n < inputs.ids.shape[1] for n in lengths),
             buckets=self.buckets,
-            single_slot=not self.graphs.enabled,  # a graph must not bake in one slot
+            single_slot=not graphs,  # a graph must not bake in one slot
+            lengths=None if graphs else lengths,  # eager: real tokens only (`packing`)
         )
-        return Prepared(encoded, [row for row, _ in ok], residents, inputs, plan)
+        packing = packing_for(plan, inputs.ids.shape[1], self.bank.dtype, self.pin)
+        return Prepared(encoded, [row for row, _ in ok], residents, inputs, plan, packing)
 
     @torch.inference_mode()
     def execute(self, batch: Prepared) -> list[RowResult | Exception]:
@@ -116,7 +122,7 @@ class BatchRunner:
         assert batch.inputs is not None and batch.plan is not None
         rows, residents = batch.rows, batch.residents
         want_gates = any(r.want_gates for r in rows)
-        logits, gates_t = self.graphs.run(batch.inputs, batch.plan, want_gates)
+        logits, gates_t = self.graphs.run(batch.inputs, batch.plan, want_gates, batch.packing)
         n = len(rows)
         predictions = row_predictions(logits[:n], [r.label_names for r in residents])
         gates = gates_t[:n].float().cpu() if gates_t is not None else None

@@ -62,7 +62,7 @@ def test_packed_forward_compiles_to_one_graph(tiny_bert):
     mask = (torch.arange(16) < torch.tensor(lengths)[:, None]).long()
     slots = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
     plan = plan_batch(bank, slots.tolist(), padded=True, lengths=lengths)
-    packing = packing_for(plan, 16, torch.device("cpu"), bank.dtype)
+    packing = packing_for(plan, 16, bank.dtype)
     assert packing.packed
     compiled = torch.compile(model.mixed, fullgraph=True, backend="eager")
     counters = torch._dynamo.utils.counters

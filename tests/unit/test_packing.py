@@ -64,12 +64,12 @@ def test_unpadded_batch_is_not_packed(tiny_bert):
     bank = TaskBank.from_tasks([(cfg, random_task(cfg, tiny_bert, n))], tiny_bert.dims)
     plan = plan_batch(bank, [0, 0], padded=False, lengths=[5, 5])
     assert plan.lengths is None
-    assert not packing_for(plan, 5, torch.device("cpu"), torch.float32).packed
+    assert not packing_for(plan, 5, torch.float32).packed
 
 
 def test_pack_unpack_round_trip():
     lengths = [3, 1, 4]
-    packing = Packed(lengths, 5, torch.device("cpu"), torch.float32)
+    packing = Packed(lengths, 5, torch.float32)
     x = torch.arange(3 * 5 * 2, dtype=torch.float32).view(3, 5, 2)
     packed = packing.pack(x)
     assert packed.shape == (8, 2)
