@@ -76,9 +76,13 @@ class UniPELTModel(nn.Module):
         packing: Packing | None = None,
     ) -> ForwardOutput:
         """Without `plan`, one is built by reading `slots` and the mask on the host (free for
-        CPU tensors); servers pass the plan they built from Python values."""
+        CPU tensors; an inference forward of right-padded rows packs their real tokens);
+        servers pass the plan they built from Python values."""
         if plan is None:
-            plan = plan_batch(bank, slots.tolist(), padded=not bool(attention_mask.all()))
+            infer = not self.training and not torch.is_grad_enabled()
+            lengths = _right_padded_lengths(attention_mask) if infer else None
+            padded = not bool(attention_mask.all())
+            plan = plan_batch(bank, slots.tolist(), padded, lengths=lengths)
         logits, hidden, gates = self.mixed(
             input_ids, attention_mask, bank, slots, plan, token_type_ids, return_gates, packing
         )
@@ -220,3 +224,11 @@ def _qkv(layer: Any) -> tuple[Tensor, Tensor]:  # a transformers layer: dynamic 
     w = torch.cat([sa.query.weight, sa.value.weight, sa.key.weight], 0)  # (3d, d)
     b = torch.cat([sa.query.bias, sa.value.bias, sa.key.bias], 0)
     return w, b
+
+
+def _right_padded_lengths(mask: Tensor) -> list[int] | None:
+    """Each row's real tokens when every row is ones then zeros (a host read), else None."""
+    lengths = mask.sum(1)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    right_padded = torch.equal(mask.bool(), positions < lengths[:, None])
+    return lengths.tolist() if right_padded else None

@@ -84,3 +84,25 @@ def test_pack_unpack_round_trip():
         packing.per_token(torch.tensor([10.0, 20.0, 30.0]))[:4],
         torch.tensor([10.0, 10.0, 10.0, 20.0]),
     )
+
+
+def test_plan_less_inference_packs_only_right_padded_rows(tiny_bert):
+    """Without a plan the forward reads the mask: right-padded rows pack, other masks don't."""
+    model = UniPELTModel(tiny_bert).eval()
+    cfg, n = TASKS[0]
+    bank = TaskBank.from_tasks([(cfg, random_task(cfg, tiny_bert, n))], tiny_bert.dims)
+    ids = torch.randint(3, 120, (2, 6), generator=torch.Generator().manual_seed(0))
+    right = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    left = right.flip(1)
+    seen: list[object] = []
+    original = model.mixed
+
+    def spy(*args, **kwargs):
+        seen.append(args[4].lengths)
+        return original(*args, **kwargs)
+
+    model.mixed = spy  # type: ignore[method-assign]
+    with torch.no_grad():
+        model(ids, right, bank, torch.zeros(2).long())
+        model(ids, left, bank, torch.zeros(2).long())
+    assert seen == [(4, 6), None]
