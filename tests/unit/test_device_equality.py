@@ -13,6 +13,7 @@ import torch
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
+from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
 from service.engine.graphs import GraphCache, Inputs
 from tests.helpers import random_task
@@ -95,3 +96,18 @@ def test_bfloat16_on_the_device_is_within_tolerance_of_float32(setup, tiny_bert)
         )
     bound = 8 * 2.0**-8 * max(1.0, float(ref.logits.abs().max()))  # as in test_dtypes
     assert float((low.logits.float().cpu() - ref.logits).abs().max()) <= bound
+
+
+def test_packed_forward_on_the_device_equals_padded(setup):
+    """Real tokens packed (index built on the host, moved with the batch) on the device."""
+    tasks, model, ids, mask, slots = setup
+    bank = TaskBank.from_tasks(tasks, model.backbone.dims, DEVICE)
+    lengths = mask.sum(1).tolist()
+    padded = plan_batch(bank, slots.tolist(), padded=True)
+    packed = plan_batch(bank, slots.tolist(), padded=True, lengths=lengths)
+    packing = packing_for(packed, ids.shape[1], bank.dtype, pin=DEVICE.type == "cuda")
+    x = [t.to(DEVICE) for t in (ids, mask)]
+    with torch.no_grad():
+        want = model(*x, bank, slots.to(DEVICE), plan=padded)
+        got = model(*x, bank, slots.to(DEVICE), plan=packed, packing=packing)
+    torch.testing.assert_close(got.logits, want.logits, atol=1e-5, rtol=0)
