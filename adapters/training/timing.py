@@ -18,6 +18,7 @@ from adapters.config import MethodConfig
 from adapters.data import TaskSpec
 from adapters.training.batching import Batch
 from adapters.training.learner import Learner
+from adapters.training.optim import make_optimiser
 from adapters.training.trainer import task_loss
 
 SPEC = TaskSpec("timing", ("a", "b"), False, ("accuracy",), "accuracy")
@@ -67,7 +68,7 @@ def time_methods(
     infer: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(rounds):
         for m, learner in learners.items():
-            opt = torch.optim.AdamW(learner.trainable(), lr=1e-5)
+            opt = make_optimiser(learner.trainable(), 1e-5, 0.0)  # what training uses
 
             def step(learner=learner, opt=opt) -> None:
                 loss = task_loss(SPEC, learner(train_batch), train_batch.labels)

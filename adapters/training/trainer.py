@@ -17,6 +17,7 @@ from adapters.training.batching import EncodedSet, collate, train_order
 from adapters.training.defaults import TrainSettings
 from adapters.training.evaluate import evaluate_learner
 from adapters.training.learner import Learner
+from adapters.training.optim import make_optimiser
 
 
 class TrainingError(UniPELTError):
@@ -87,7 +88,7 @@ class Trainer:
         self.learner, self.spec, self.settings = learner, spec, settings
         self.params = learner.trainable()
         lr = settings.learning_rate(learner.cfg)
-        self.optimiser = torch.optim.AdamW(self.params, lr=lr, weight_decay=settings.weight_decay)
+        self.optimiser = make_optimiser(self.params, lr, settings.weight_decay)
         warmup = int(settings.warmup_ratio * steps)
         schedule = linear_schedule(warmup, steps, settings.schedule == "constant")
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, schedule)
