@@ -11,7 +11,7 @@ same operations on the same values, so parameters and state are bit-identical to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -22,10 +22,23 @@ from torch import Tensor, nn
 CHUNK = 1 << 18
 
 
-def make_optimiser(params: list[nn.Parameter], lr: float, weight_decay: float):
+# (trainable parameters, learning rate, weight decay) -> the optimiser
+OptimiserFactory = Callable[[list[nn.Parameter], float, float], torch.optim.Optimizer]
+
+
+def make_optimiser(
+    params: list[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     """AdamW for these parameters: the chunked update on a CPU, torch's own elsewhere."""
     if all(p.device.type == "cpu" for p in params):
         return ChunkedAdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch_adamw(params, lr, weight_decay)
+
+
+def torch_adamw(
+    params: list[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """torch's AdamW with its default implementation for the device (the reference)."""
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 

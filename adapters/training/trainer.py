@@ -17,7 +17,7 @@ from adapters.training.batching import EncodedSet, collate, train_order
 from adapters.training.defaults import TrainSettings
 from adapters.training.evaluate import evaluate_learner
 from adapters.training.learner import Learner
-from adapters.training.optim import make_optimiser
+from adapters.training.optim import OptimiserFactory, make_optimiser
 
 
 class TrainingError(UniPELTError):
@@ -84,11 +84,18 @@ class _Selection:
 class Trainer:
     """AdamW + linear warmup, then linear decay to zero at the step cap."""
 
-    def __init__(self, learner: Learner, spec: TaskSpec, settings: TrainSettings, steps: int):
+    def __init__(
+        self,
+        learner: Learner,
+        spec: TaskSpec,
+        settings: TrainSettings,
+        steps: int,
+        optimiser: OptimiserFactory = make_optimiser,
+    ):
         self.learner, self.spec, self.settings = learner, spec, settings
         self.params = learner.trainable()
         lr = settings.learning_rate(learner.cfg)
-        self.optimiser = make_optimiser(self.params, lr, settings.weight_decay)
+        self.optimiser = optimiser(self.params, lr, settings.weight_decay)
         warmup = int(settings.warmup_ratio * steps)
         schedule = linear_schedule(warmup, steps, settings.schedule == "constant")
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, schedule)
