@@ -207,6 +207,13 @@ def markdown(records: list[dict[str, Any]]) -> str:
         parts += ["## Winner per task (mean test score over seeds)", "", *best, ""]
     parts += ["## What ran", "", runs_table(records, method_label, task_label), ""]
     parts += ["## Efficiency (median parameters; geometric mean of time ratios)", ""]
+    parts += [
+        "Times are each run's own wall time per step and per test example, paired with the FT "
+        "run of the same task, K and seed. Runs that ran at different machine loads are not "
+        "comparable; `unipelt study --timing` times every method on the same batches back to "
+        "back (timing.md).",
+        "",
+    ]
     parts += [efficiency_table(records), ""]
     return "\n".join(parts)
 
