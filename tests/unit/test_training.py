@@ -51,7 +51,7 @@ def _loss(learner, data, spec) -> float:
     ("preset", "lr"),
     [
         ("ft", 2e-5),
-        ("bitfit", 1e-3),
+        ("bitfit", 5e-3),
         ("a", 1e-3),
         ("p", 2e-4),
         ("l", 5e-4),
