@@ -6,6 +6,12 @@ import torch
 from torch import Tensor
 
 
+def mean_weights(real: Tensor) -> Tensor:
+    """(B, 1, T) weights of a per-row mean over real tokens: 1/count on real tokens, 0 on
+    padding. real: (B, T), 1 on real tokens, 0 on padding, in the dtype of the means."""
+    return (real / real.sum(1, keepdim=True).clamp_min(1.0)).unsqueeze(1)
+
+
 def gate_means(logits: Tensor, weights: Tensor) -> Tensor:
     """Per-row gate scores: the mean over real tokens of sigmoid(logits), as one bmm.
 

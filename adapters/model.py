@@ -206,9 +206,7 @@ class UniPELTModel(nn.Module):
             attn_mask=key_mask,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )
-        return (
-            out.transpose(1, 2).reshape(B * T, d) if flat else out.transpose(1, 2).reshape(B, T, d)
-        )
+        return out.transpose(1, 2).reshape((B * T, d) if flat else (B, T, d))
 
     def dropout(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.hidden_dropout, True) if self.training else x

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from adapters.gate import mean_weights
 from adapters.plan import BatchPlan
 
 
@@ -58,8 +59,7 @@ class Packed(Unpacked):
         owner = [r for r, n in enumerate(lengths) for _ in range(n)]
         position = [t for n in lengths for t in range(n)]
         flat = [r * tokens + t for r, t in zip(owner, position)]
-        real = (torch.arange(tokens) < torch.tensor(lengths)[:, None]).to(dtype)
-        weights = (real / real.sum(1, keepdim=True).clamp_min(1.0)).unsqueeze(1)
+        weights = mean_weights((torch.arange(tokens) < torch.tensor(lengths)[:, None]).to(dtype))
         self.owner, self.position, self.flat = (
             torch.tensor(v, dtype=torch.long, pin_memory=pin) for v in (owner, position, flat)
         )

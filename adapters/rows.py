@@ -15,6 +15,7 @@ from torch import Tensor
 
 from adapters.bank import CONST, ON, TaskBank
 from adapters.fused import GATES_IN, HEAD, TRIM, trimmed_width
+from adapters.gate import mean_weights
 from adapters.packing import Packed, Packing, Unpacked
 from adapters.plan import BatchPlan
 
@@ -66,8 +67,7 @@ class BatchRows:
         if plan.gated and isinstance(packing, Packed):
             rows.gate_weights = packing.gate_weights  # the same, built on the host
         elif plan.gated:
-            real = mask.to(bank.dtype)
-            rows.gate_weights = (real / real.sum(1, keepdim=True).clamp_min(1.0)).unsqueeze(1)
+            rows.gate_weights = mean_weights(mask.to(bank.dtype))
         if plan.key_mask:
             keys = mask.bool()
             if plan.prefix:

@@ -124,7 +124,7 @@ def ours(
     def prepare(rows: list[Request]) -> tuple:
         ids, mask = pad_batch(encoder, rows, TOKEN_STEP if graphs else 1)
         slots = [r.task for r in rows]  # task i lives in slot i
-        lengths = [len(encoder.ids(r.text)) for r in rows]
+        lengths = mask.sum(1).tolist()  # right-padded host rows
         padded = not all(n == ids.shape[1] for n in lengths)
         plan = plan_batch(
             bank, slots, padded, buckets, not graphs, lengths if packed and not graphs else None
