@@ -21,11 +21,10 @@ from adapters.bank import TaskBank
 from adapters.data import GLUE_TASKS, load_glue_split, normalise_task_name
 from adapters.model import UniPELTModel
 from adapters.plan import plan_batch
+from adapters.precision import precision_bound
 from adapters.training.batching import Batch, encode_examples
 from adapters.training.evaluate import predict_outputs, score
 from adapters.training.inference import Predictor
-
-UNIT_ROUNDOFF = {"float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ref = outputs["float32"]
     rows = []
     for name, out in outputs.items():
-        bound = 8 * UNIT_ROUNDOFF[name] * max(1.0, float(ref.abs().max()))
+        bound = precision_bound(getattr(torch, name), ref)
         same = (out.argmax(1) == ref.argmax(1)).float().mean() if not spec.is_regression else None
         rows.append(
             {

@@ -12,6 +12,7 @@ from adapters.artifact import cast_weights, serialize
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
+from adapters.precision import precision_bound
 from adapters.tokenization import encode, load_tokenizer
 from service.main import create_app
 from service.settings import Settings
@@ -50,7 +51,7 @@ def test_bfloat16_service_matches_float32_within_the_bound(minilm, tmp_path):
             .logits
         )
     probs = torch.softmax(logits, -1)
-    bound = 8 * 2.0**-8 * max(1.0, float(logits.abs().max()))  # bfloat16's, on the logits
+    bound = precision_bound(torch.bfloat16, logits)
     for body in served.values():
         assert "predictions" in body, body
         for i, result in enumerate(body["predictions"]):

@@ -15,6 +15,7 @@ from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
 from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
+from adapters.precision import precision_bound
 from service.engine.graphs import GraphCache, Inputs
 from tests.helpers import random_task
 
@@ -94,7 +95,7 @@ def test_bfloat16_on_the_device_is_within_tolerance_of_float32(setup, tiny_bert)
         ref = UniPELTModel(tiny_bert).eval()(
             ids, mask, TaskBank.from_tasks(tasks, tiny_bert.dims), slots
         )
-    bound = 8 * 2.0**-8 * max(1.0, float(ref.logits.abs().max()))  # as in test_dtypes
+    bound = precision_bound(torch.bfloat16, ref.logits)
     assert float((low.logits.float().cpu() - ref.logits).abs().max()) <= bound
 
 

@@ -21,6 +21,7 @@ from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError
 from adapters.model import UniPELTModel
+from adapters.precision import precision_bound
 from tests.helpers import make_manifest, random_task
 
 P = MethodConfig.preset
@@ -33,12 +34,7 @@ TASKS = [
     (P("apl-nogate", adapter_non_linearity="gelu"), 2),
     (P("bitfit"), 4),
 ]
-UNIT_ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
 LOW = pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-
-
-def _bound(dtype: torch.dtype, ref: torch.Tensor) -> float:
-    return 8 * UNIT_ROUNDOFF[dtype] * max(1.0, float(ref.abs().max()))
 
 
 @pytest.mark.parametrize("name", ["float16", "bfloat16"])
@@ -131,9 +127,9 @@ def test_low_precision_forward_is_within_tolerance_of_float32(tiny_bert, dtype):
         assert low.logits.dtype == dtype
         for got, want in ((low.logits, ref.logits), (low.hidden, ref.hidden)):
             diff = float((got.float() - want).abs().max())
-            assert diff <= _bound(dtype, want), (diff, _bound(dtype, want))
+            assert diff <= precision_bound(dtype, want), (diff, precision_bound(dtype, want))
         for i in range(16):  # batch invariance in this precision
             n, k = int(mask[i].sum()), int(low.num_labels[i])
             alone = low_model(ids[i : i + 1, :n], mask[i : i + 1, :n], low_bank, slots[i : i + 1])
             diff = float((alone.logits[0, :k] - low.logits[i, :k]).float().abs().max())
-            assert diff <= _bound(dtype, ref.logits), (i, diff)
+            assert diff <= precision_bound(dtype, ref.logits), (i, diff)
