@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
@@ -10,6 +12,7 @@ from adapters.backbone import Backbone
 from adapters.config import MethodConfig
 from adapters.manifest import Manifest
 from adapters.task_module import TaskAdapter
+from adapters.training.demo import NEGATIVE, POSITIVE
 
 
 def random_task(
@@ -56,3 +59,21 @@ def artifact_bytes(
     weights = random_task(cfg, backbone, max(len(labels), 1), seed=seed)
     manifest = make_manifest(task, cfg, backbone, labels or None, text_pair=text_pair)
     return serialize(manifest, weights)
+
+
+REVIEW_COLUMNS = "--text-column review --label-column sentiment"
+
+
+def _review_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    lines = ["review,sentiment"] + [f'"{text}",{label}' for text, label in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def review_csv_files(folder: Path) -> tuple[Path, Path]:
+    """A small sentiment CSV to train on (the demo's reviews, twice) and a test CSV (every
+    third review); the columns are `review` and `sentiment` (neg/pos)."""
+    rows = [(t, "pos") for t in POSITIVE] + [(t, "neg") for t in NEGATIVE]
+    return _review_csv(folder / "reviews.csv", rows * 2), _review_csv(
+        folder / "reviews_test.csv", rows[::3]
+    )

@@ -3,19 +3,21 @@ and a PEFT adapter served with PeftModel's own logits."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import httpx
 import pytest
 import torch
 
-from adapters.artifact import save_artifact
+from adapters.artifact import load_artifact, save_artifact
 from adapters.backbone import packaged_backbone_path
 from adapters.config import MethodConfig
 from adapters.peft_import import read_peft_dir
 from adapters.tokenization import encode, load_tokenizer
+from adapters.training.inference import Predictor
 from cli.main import main
-from tests.helpers import make_manifest, random_task
+from tests.helpers import REVIEW_COLUMNS, make_manifest, random_task, review_csv_files
 from tests.peft_helpers import make_peft_adapter, peft_logits
 from tests.service_process import free_port, start_service
 
@@ -64,6 +66,36 @@ def test_push_ls_rollback_and_remote_predict(service, cli, tmp_path, minilm):
     assert code == 0 and err == "movies version 2\n" and len(rows) == 2
     label, scores = rows[0].split("\t")
     assert label in ("negative", "positive") and scores.startswith("negative=")
+
+
+def test_a_trained_artifact_scores_the_same_through_the_service(service, cli, tmp_path, minilm):
+    """`unipelt train` then `unipelt push`: the served predictions of the test file give the
+    test accuracy the artifact was saved with, and the trainer's own probabilities."""
+    train, test = review_csv_files(tmp_path)
+    out = tmp_path / "trained"
+    threads = torch.get_num_threads()
+    try:
+        code, _, err = cli(
+            *f"train --train-file {train} --test-file {test} {REVIEW_COLUMNS} --method apl "
+            f"--epochs 3 --batch-size 8 --lr 1e-3 --output {out} --threads 1 --no-progress".split()
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, err
+    saved = load_artifact(out, minilm).manifest
+    assert cli("push", str(out), "--url", service.url)[0] == 0
+    with test.open() as f:
+        rows = list(csv.DictReader(f))
+    texts = [row["review"] for row in rows]
+    served = httpx.post(
+        f"{service.url}/v1/{saved.task}/predict", json={"inputs": texts}, timeout=60
+    ).json()["predictions"]
+    hits = [p["label"] == row["sentiment"] for p, row in zip(served, rows, strict=True)]
+    assert sum(hits) / len(hits) == pytest.approx(saved.metrics["test_accuracy"])
+    local = Predictor.load(out, minilm).predict(texts)
+    for got, want in zip(served, local, strict=True):
+        assert got["label"] == want.label
+        assert all(abs(got["scores"][n] - p) < 1e-5 for n, p in want.scores.items())
 
 
 def test_errors_are_one_line_with_a_nonzero_exit_and_no_token(service, cli, tmp_path, minilm):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from adapters.artifact import load_artifact
-from adapters.training.demo import NEGATIVE, POSITIVE
 from cli.main import main
+from tests.helpers import REVIEW_COLUMNS, review_csv_files
 
 pytestmark = pytest.mark.slow
 
@@ -23,18 +23,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _csv(path, rows):
-    lines = ["review,sentiment"] + [f'"{text}",{label}' for text, label in rows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture
 def review_files(tmp_path):
-    rows = [(t, "pos") for t in POSITIVE] + [(t, "neg") for t in NEGATIVE]
-    train = _csv(tmp_path / "reviews.csv", rows * 2)
-    test = _csv(tmp_path / "reviews_test.csv", rows[::3])
-    return train, test
+    return review_csv_files(tmp_path)
 
 
 def _last_json(text: str) -> dict:
@@ -44,7 +35,7 @@ def _last_json(text: str) -> dict:
 def test_train_predict_eval_on_a_generic_csv(review_files, tmp_path, capsys, monkeypatch, minilm):
     train, test = review_files
     out = tmp_path / "artifact"
-    columns = "--text-column review --label-column sentiment"
+    columns = REVIEW_COLUMNS
     code = main(
         f"train --train-file {train} --test-file {test} {columns} --method apl --epochs 2 "
         f"--batch-size 8 --lr 1e-3 --output {out} --threads 1 --no-progress".split()
