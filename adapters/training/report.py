@@ -92,10 +92,26 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def complete_tasks(
+    table: dict[tuple[int, str, str], list[float]], k: int, tasks: list[str], methods: list[str]
+) -> list[str]:
+    """The tasks on which every method has run the same number of seeds: only these enter an
+    average, so that a half-run task does not make the methods' averages incomparable."""
+    out = []
+    for t in tasks:
+        counts = {len(table.get((k, t, m)) or []) for m in methods}
+        if len(counts) == 1 and 0 not in counts:
+            out.append(t)
+    return out
+
+
 def averages(
     table: dict[tuple[int, str, str], list[float]], k: int, tasks: list[str], methods: list[str]
 ) -> dict[str, float]:
-    """Each method's mean over tasks of its per-task mean (only methods with every task)."""
+    """Each method's mean over the complete tasks of its per-task mean."""
+    tasks = complete_tasks(table, k, tasks, methods)
+    if not tasks:
+        return {}
     out = {}
     for m in methods:
         per_task = [table.get((k, t, m)) or [] for t in tasks]
@@ -124,14 +140,19 @@ def score_table(records: list[dict[str, Any]], k: int) -> str:
             parts.append(f"{mean:.2f}" if seeds == 1 else f"{mean:.2f} ± {std:.2f}{note}")
         average = f"{avg[m]:.2f}" if m in avg else "–"
         lines.append(f"| {method_label(m)} | " + " | ".join(parts) + f" | {average} |")
+    complete = complete_tasks(table, k, tasks, methods)
+    if complete != tasks:
+        names = ", ".join(task_label(t) for t in complete) or "none"
+        lines += ["", f"Avg: over the tasks every method has run on all its seeds ({names})."]
     return "\n".join(lines)
 
 
 def comparison(records: list[dict[str, Any]], k: int) -> list[str]:
     """UniPELT (APL) against the best single method and the per-task upper bound."""
     rows = [r for r in records if r["k"] == k]
-    tasks, table = ordered(rows, "task", TASK_ORDER), cells(rows)
-    avg = averages(table, k, tasks, method_order(rows))
+    table, methods = cells(rows), method_order(rows)
+    tasks = complete_tasks(table, k, ordered(rows, "task", TASK_ORDER), methods)
+    avg = averages(table, k, tasks, methods)
     singles = [m for m in SINGLE_METHODS if m in avg]
     if "apl" not in avg or not singles:
         return []
@@ -139,8 +160,9 @@ def comparison(records: list[dict[str, Any]], k: int) -> list[str]:
     bound = statistics.fmean(
         max(statistics.fmean(table[(k, t, m)]) for m in singles) for t in tasks
     )
+    over = ", ".join(task_label(t) for t in tasks)
     lines = [
-        f"- K={k}: UniPELT (APL) averages {avg['apl']:.2f}; the best single method, "
+        f"- K={k}, averaged over {over}: UniPELT (APL) {avg['apl']:.2f}; the best single method, "
         f"{method_label(best)}, {avg[best]:.2f} ({avg['apl'] - avg[best]:+.2f}); the per-task "
         f"best of {'/'.join(method_label(m) for m in singles)} (upper bound) {bound:.2f} "
         f"({avg['apl'] - bound:+.2f})."
