@@ -262,15 +262,19 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         for i, m in enumerate(methods):
             means, errs = [], []
             for t in tasks:
-                mean, std = mean_std(table[(k, t, m)]) if table.get((k, t, m)) else (0.0, 0.0)
+                missing = (math.nan, math.nan)  # no bar where a cell has not run
+                mean, std = mean_std(table[(k, t, m)]) if table.get((k, t, m)) else missing
                 means.append(mean)
                 errs.append(std)
-            means.append(avg.get(m, 0.0))
+            means.append(avg.get(m, math.nan))
             errs.append(0.0)
             xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(tasks) + 1)]
-            yerr = errs if any(errs) else None
+            yerr = errs if any(e > 0 for e in errs) else None
             ax.bar(xs, means, width, yerr=yerr, capsize=2, label=method_label(m))
-        ax.set_xticks(range(len(tasks) + 1), [task_label(t) for t in tasks] + ["Avg"])
+        averaged = ", ".join(task_label(t) for t in complete_tasks(table, k, tasks, methods))
+        ax.set_xticks(
+            range(len(tasks) + 1), [task_label(t) for t in tasks] + [f"Avg\n({averaged})"]
+        )
         ax.set_ylabel("test score x100")
         ax.set_title(f"K = {k} training examples")
     handles, labels = axes[0, 0].get_legend_handles_labels()
