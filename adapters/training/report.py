@@ -143,7 +143,8 @@ def score_table(records: list[dict[str, Any]], k: int) -> str:
     complete = complete_tasks(table, k, tasks, methods)
     if complete != tasks:
         names = ", ".join(task_label(t) for t in complete) or "none"
-        lines += ["", f"Avg: over the tasks every method has run on all its seeds ({names})."]
+        note = f"Avg: over the tasks every method has run on the same number of seeds ({names})."
+        lines += ["", note]
     return "\n".join(lines)
 
 

@@ -161,7 +161,7 @@ def test_markdown_means_averages_and_the_comparison():
     text = markdown(records)
     assert "| UniPELT (APL) | 85.00 ± 1.41 | – | 58.00 ± 0.00 | 71.50 |" in text
     assert "| Fine-tuning | 81.00 ± 1.41 | 90.00 ± 0.00 (n=1) | 52.00 ± 2.83 | 66.50 |" in text
-    assert "all its seeds (SST-2, RTE)." in text and "averaged over SST-2, RTE:" in text
+    assert "same number of seeds (SST-2, RTE)." in text and "averaged over SST-2, RTE:" in text
     assert "| Adapter | 71.00 ± 1.41 | – | 60.00 ± 0.00 | 65.50 |" in text
     # best single on average: LoRA 67.50; per-task best of A/L: (85 + 60) / 2 = 72.50
     assert "LoRA, 67.50 (+4.00)" in text and "upper bound) 72.50 (-1.00)" in text
