@@ -108,8 +108,8 @@ def complete_tasks(
 def averages(
     table: dict[tuple[int, str, str], list[float]], k: int, tasks: list[str], methods: list[str]
 ) -> dict[str, float]:
-    """Each method's mean over the complete tasks of its per-task mean."""
-    tasks = complete_tasks(table, k, tasks, methods)
+    """Each method's mean over `tasks` of its per-task mean (only methods with every task);
+    callers pass `complete_tasks`."""
     if not tasks:
         return {}
     out = {}
@@ -124,7 +124,8 @@ def score_table(records: list[dict[str, Any]], k: int) -> str:
     rows = [r for r in records if r["k"] == k]
     tasks, methods = ordered(rows, "task", TASK_ORDER), method_order(rows)
     table = cells(rows)
-    avg = averages(table, k, tasks, methods)
+    complete = complete_tasks(table, k, tasks, methods)
+    avg = averages(table, k, complete, methods)
     seeds = max((len(v) for v in table.values()), default=0)
     head = f"| K={k} | " + " | ".join(task_label(t) for t in tasks) + " | Avg |"
     lines = [head, "|---" * (len(tasks) + 2) + "|"]
@@ -140,7 +141,6 @@ def score_table(records: list[dict[str, Any]], k: int) -> str:
             parts.append(f"{mean:.2f}" if seeds == 1 else f"{mean:.2f} ± {std:.2f}{note}")
         average = f"{avg[m]:.2f}" if m in avg else "–"
         lines.append(f"| {method_label(m)} | " + " | ".join(parts) + f" | {average} |")
-    complete = complete_tasks(table, k, tasks, methods)
     if complete != tasks:
         names = ", ".join(task_label(t) for t in complete) or "none"
         note = f"Avg: over the tasks every method has run on the same number of seeds ({names})."
@@ -259,7 +259,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     for ax, k in zip(axes[:, 0], ks):
         rows = [r for r in records if r["k"] == k]
         tasks, table = ordered(rows, "task", TASK_ORDER), cells(rows)
-        avg = averages(table, k, tasks, methods)
+        complete = complete_tasks(table, k, tasks, methods)
+        avg = averages(table, k, complete, methods)
         for i, m in enumerate(methods):
             means, errs = [], []
             for t in tasks:
@@ -272,7 +273,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(tasks) + 1)]
             yerr = errs if any(e > 0 for e in errs) else None
             ax.bar(xs, means, width, yerr=yerr, capsize=2, label=method_label(m))
-        averaged = ", ".join(task_label(t) for t in complete_tasks(table, k, tasks, methods))
+        averaged = ", ".join(task_label(t) for t in complete)
         ax.set_xticks(
             range(len(tasks) + 1), [task_label(t) for t in tasks] + [f"Avg\n({averaged})"]
         )
