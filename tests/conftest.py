@@ -54,3 +54,11 @@ def glue_dir() -> Path:
     if not (GLUE_DIR / "SST-2" / "train.tsv").exists():
         pytest.skip(f"GLUE data not found at {GLUE_DIR} (only present on the project's machines)")
     return GLUE_DIR
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """`--threads 1` sets torch's global thread count; put it back for other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

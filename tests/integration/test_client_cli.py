@@ -68,19 +68,16 @@ def test_push_ls_rollback_and_remote_predict(service, cli, tmp_path, minilm):
     assert label in ("negative", "positive") and scores.startswith("negative=")
 
 
+@pytest.mark.usefixtures("keep_torch_threads")
 def test_a_trained_artifact_scores_the_same_through_the_service(service, cli, tmp_path, minilm):
     """`unipelt train` then `unipelt push`: the served predictions of the test file give the
     test accuracy the artifact was saved with, and the trainer's own probabilities."""
     train, test = review_csv_files(tmp_path)
     out = tmp_path / "trained"
-    threads = torch.get_num_threads()
-    try:
-        code, _, err = cli(
-            *f"train --train-file {train} --test-file {test} {REVIEW_COLUMNS} --method apl "
-            f"--epochs 3 --batch-size 8 --lr 1e-3 --output {out} --threads 1 --no-progress".split()
-        )
-    finally:
-        torch.set_num_threads(threads)
+    code, _, err = cli(
+        *f"train --train-file {train} --test-file {test} {REVIEW_COLUMNS} --method apl "
+        f"--epochs 3 --batch-size 8 --lr 1e-3 --output {out} --threads 1 --no-progress".split()
+    )
     assert code == 0, err
     saved = load_artifact(out, minilm).manifest
     assert cli("push", str(out), "--url", service.url)[0] == 0

@@ -12,15 +12,7 @@ from adapters.artifact import load_artifact
 from cli.main import main
 from tests.helpers import REVIEW_COLUMNS, review_csv_files
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """`--threads 1` sets torch's global thread count; put it back for other tests."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("keep_torch_threads")]
 
 
 @pytest.fixture
