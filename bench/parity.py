@@ -99,7 +99,7 @@ def study_record(study_runs: Path | None, run_id: str, settings: TrainSettings, 
 
 
 def run_ours_defaults(task, method, backbone, seed, key, study_runs) -> dict:
-    settings = TrainSettings(seed=seed)
+    settings = TrainSettings(seed=seed).resolved(len(task.train))
     run_id = f"{key[0]}-k{key[1]}-{method}-s{seed}"
     reused = study_record(study_runs, run_id, settings, len(task.dev))
     if reused is not None:

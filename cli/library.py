@@ -40,7 +40,9 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="default: per method")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--patience", type=int, help="evaluations without gain (6)")
+    parser.add_argument(
+        "--patience", type=int, help="evaluations without gain (default: 6, or 5 epochs' worth)"
+    )
     parser.add_argument("--eval-every", default="0", help="steps; 0 = the step cap / 32")
     parser.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1")
 

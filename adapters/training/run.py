@@ -93,6 +93,7 @@ def train_encoded(
     desc: str = "train",
 ) -> RunOutcome:
     """Seeded build + train + test of one method on one encoded task."""
+    settings = settings.resolved(len(task.train))
     torch.manual_seed(settings.seed)
     learner = Learner(cfg, backbone, task.spec.num_labels)
     if task.spec.is_regression:

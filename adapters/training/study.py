@@ -87,8 +87,10 @@ class StudyConfig:
         return self.by_k.get(name, {}).get(k, default)
 
     def settings_for(self, key: RunKey) -> TrainSettings:
+        """The settings of one cell, the default patience fixed for K training examples."""
         names = [n for n in self.by_k if n != "dev_size"]
-        return replace(self.settings, seed=key.seed, **{n: self.value(n, key.k) for n in names})
+        cell = replace(self.settings, seed=key.seed, **{n: self.value(n, key.k) for n in names})
+        return cell.resolved(key.k)
 
     def record_path(self, key: RunKey) -> Path:
         return self.out / RUNS_DIR / f"{key.run_id}.json"

@@ -10,7 +10,7 @@ import torch
 from adapters.config import MethodConfig
 from adapters.errors import ConfigError
 from adapters.training.batching import EncodedSet, collate, encode_examples, train_order
-from adapters.training.defaults import STEP_BUDGET, TrainSettings
+from adapters.training.defaults import PATIENCE, STEP_BUDGET, TrainSettings
 from adapters.training.learner import Learner
 from adapters.training.run import EncodedTask, train_encoded
 from adapters.training.trainer import linear_schedule, train
@@ -43,9 +43,31 @@ def test_default_k100_run_is_ended_by_early_stopping_not_the_cap(tiny_bert):
     settings = TrainSettings(lr=1e-12)
     result = train(Learner(P("l"), tiny_bert, 2), task.train, task.dev, toy.TOY_SPEC, settings)
     every, cap = settings.eval_interval(STEP_BUDGET), settings.max_steps(7)
+    patience = settings.resolved(100).patience
+    assert patience == PATIENCE
     assert result.stopped_early
-    assert result.steps == every * (settings.patience + 1) < cap
+    assert result.steps == every * (patience + 1) < cap
     assert [h["step"] for h in result.history][:2] == [every, 2 * every]
+
+
+def test_default_patience_covers_five_epochs_and_at_least_six_evaluations():
+    default = TrainSettings()
+    assert default.resolved(100).patience == 6  # 7 steps an epoch, dev every 25
+    assert default.resolved(1000).patience == 12  # 63 steps an epoch: 12 x 25 <= 5 epochs
+    assert default.resolved(67349).patience == 15  # all of SST-2: dev every 1,316 steps
+    assert TrainSettings(patience=3).resolved(1000).patience == 3  # a given one is kept
+    assert default.resolved(1000).resolved(100).patience == 12  # resolved once
+
+
+def test_training_waits_the_resolved_patience(tiny_bert):
+    """32 examples, dev after every step: 5 epochs are 10 evaluations, more than 6."""
+    task = _task(toy.TOY_SPEC, 32)
+    settings = TrainSettings(lr=1e-12, min_steps=0, epochs=None, eval_every=1)
+    assert settings.resolved(32).patience == 10
+    result = train(Learner(P("l"), tiny_bert, 2), task.train, task.dev, toy.TOY_SPEC, settings)
+    assert result.stopped_early and result.steps == 11 < settings.max_steps(2)
+    outcome = train_encoded(task, P("l"), tiny_bert, settings)
+    assert outcome.settings.patience == 10  # what the record and the artifact store
 
 
 def test_regression_head_starts_at_the_mean_training_label(tiny_bert):
