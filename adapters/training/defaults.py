@@ -117,13 +117,18 @@ class TrainSettings:
         """Optimiser steps between dev evaluations for a run capped at `total` steps."""
         return self.eval_every or max(1, math.ceil(total / EVALUATIONS))
 
+    def patience_for(self, per_epoch: int) -> int:
+        """Evaluations without gain before stopping, for `per_epoch` batches an epoch."""
+        if self.patience is not None:
+            return self.patience
+        interval = self.eval_interval(self.max_steps(per_epoch))
+        return max(PATIENCE, PATIENCE_EPOCHS * per_epoch // interval)
+
     def resolved(self, train_size: int) -> TrainSettings:
         """These settings with the default patience fixed for `train_size` examples."""
         if self.patience is not None:
             return self
-        per_epoch = math.ceil(train_size / self.batch_size)
-        interval = self.eval_interval(self.max_steps(per_epoch))
-        return replace(self, patience=max(PATIENCE, PATIENCE_EPOCHS * per_epoch // interval))
+        return replace(self, patience=self.patience_for(math.ceil(train_size / self.batch_size)))
 
     def learning_rate(self, cfg: MethodConfig) -> float:
         return self.lr if self.lr is not None else default_learning_rate(cfg)

@@ -136,9 +136,7 @@ def train(
     eval_every = settings.eval_interval(total)
     has_dev = dev_set is not None and len(dev_set) > 0
     trainer = Trainer(learner, spec, settings, total)
-    patience = settings.resolved(len(train_set)).patience
-    assert patience is not None
-    selection = _Selection(patience)
+    selection = _Selection(settings.patience_for(per_epoch))
     history: list[dict[str, float]] = []
     step, running, eval_seconds, stopped = 0, None, 0.0, False
     bar = tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
