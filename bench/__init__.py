@@ -1,2 +1,3 @@
-"""Serving benchmark: ceiling, mixed-task and grouped forwards, PEFT baselines, HTTP, cold load
-and hot swap. Run it with `python -m bench.run [--quick] [--out docs/benchmarks.md]`."""
+"""Benchmarks, grouped by family: `bench.forward` (the serving forward), `bench.http` (HTTP
+and scale), `bench.training` (training studies and parity); `bench.run` runs the serving
+benchmark's every row in one process: `python -m bench.run [--quick] [--out docs/benchmarks.md]`."""

@@ -17,7 +17,7 @@ status=0
 UNIPELT_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -p no:cacheprovider \
   tests/unit/test_device_equality.py tests/unit/test_runner_buckets.py \
   --junitxml "$OUT/equality.xml" 2>&1 | tail -20 | tee "$OUT/equality.txt" || status=1
-timeout 320 $PY -m bench.forward_bench --device cuda --threads 4 \
+timeout 320 $PY -m bench.forward.fused_forward --device cuda --threads 4 \
   --tasks 1 100 1000 --batch 32 128 --dtype float32 bfloat16 --graphs off on --windows 20 \
   --json "$OUT/forward.json" 2>&1 | tee "$OUT/forward.txt" || status=1
 echo "wrote $OUT/forward.json (exit $status)"

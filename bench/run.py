@@ -17,13 +17,13 @@ import torch
 from adapters.backbone import load_backbone
 from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
-from bench import inprocess
-from bench.cold_load import measure_cold_load
-from bench.hot_swap import measure_hot_swap
-from bench.http_bench import Cluster, drive, upload_tasks, warm
-from bench.peft_bench import peft_available
-from bench.plan import FULL, QUICK, Plan, parse_workload
+from bench.forward import inprocess
+from bench.forward.peft_runners import peft_available
+from bench.http.cluster import Cluster, drive, upload_tasks, warm
+from bench.http.cold_load import measure_cold_load
+from bench.http.hot_swap import measure_hot_swap
 from bench.report import RowResult, paired_ratio, table, write_outputs
+from bench.sizes import FULL, QUICK, Plan, parse_workload
 from bench.tasks import TaskSet
 from bench.timing import run_groups
 from bench.workload import GLUE_DIR, Encoder, load_texts, make_workload
@@ -137,14 +137,14 @@ def cold_phase(results: dict, apl: TaskSet, plan: Plan) -> None:
 
 
 def profile_phase(results: dict, plan: Plan, workloads, encoder, apl, lora, model) -> None:
-    from bench.profile_forward import profile_section
+    from bench.forward.profile import profile_section
 
     results["profile"] = profile_section(plan, workloads, encoder, apl, lora, model)
 
 
 def http_phase(results, rows, plan: Plan, workloads, encoder, apl: TaskSet, model, threads):
     """HTTP bursts alternating with the engine on the same requests, then the hot swap."""
-    from bench.engine_bench import bank_forward, chunks
+    from bench.forward.engine_runners import bank_forward, chunks
 
     n, _ = parse_workload(plan.http)
     bank = apl.bank(n)

@@ -1,4 +1,4 @@
-"""Task weights for the benchmark (random, non-trivial: `tests.helpers.random_task`) and banks."""
+"""Task weights for the benchmark (random, non-trivial: `harness.tasks.random_task`) and banks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from adapters.artifact import serialize
 from adapters.backbone import Backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
-from tests.helpers import make_manifest, random_task
+from harness.tasks import make_manifest, random_task
 
 NUM_LABELS = 2
 LABELS = ["negative", "positive"]

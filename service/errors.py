@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fastapi.exceptions import RequestValidationError
 
 from adapters.errors import ArtifactError, BackboneMismatchError, ConfigError
-from service.engine.pool import PoolFullError
+from service.engine.lifecycle.pool import PoolFullError
 from service.store.errors import (
     CorruptBlobError,
     InvalidArtifactError,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from service.api.schemas import PredictionOut, TextItem
 from service.engine.engine import TextInput
-from service.engine.runner import RowResult
+from service.engine.inference.runner import RowResult
 from service.errors import InvalidInputError
 from service.settings import Settings
 

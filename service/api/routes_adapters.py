@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 
 from service.api.deps import EngineDep, TaskName, require_read, require_write
 from service.api.schemas import ErrorOut, RollbackRequest
-from service.engine.peft_upload import PeftUpload
-from service.engine.registry import AdapterVersion, TaskDetail, TaskLive
+from service.engine.lifecycle.manager import AdapterVersion, TaskDetail, TaskLive
+from service.engine.lifecycle.peft_upload import PeftUpload
 from service.errors import InvalidInputError
 
 router = APIRouter(prefix="/adapters", tags=["adapters"])

@@ -10,7 +10,7 @@ from service.api.deps import EngineDep, SettingsDep, require_read
 from service.api.inputs import checked_inputs, predictions_out
 from service.api.routes_predict import ERRORS as PREDICT_ERRORS
 from service.api.schemas import ErrorOut, FanoutRequest, FanoutResponse, PredictResponse
-from service.engine.fanout import check_fanout_size, predict_tasks
+from service.engine.inference.fanout import check_fanout_size, predict_tasks
 
 router = APIRouter(tags=["predict"])
 

@@ -12,18 +12,18 @@ from adapters.backbone import Backbone
 from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
-from service.engine.batcher import DynamicBatcher
-from service.engine.checks import check_finite, check_pairing
-from service.engine.encode import BatchEncoder
-from service.engine.host_cache import HostCache
-from service.engine.loader import AdapterLoader
-from service.engine.pool import AdapterPool
-from service.engine.registry import AdapterRegistry
-from service.engine.resolver import AdapterResolver
-from service.engine.runner import BatchRunner, Row, RowResult
-from service.engine.sizing import available_memory, plan_host, plan_pool
-from service.engine.upload_check import UploadCheck, bank_sizes
-from service.engine.warmer import Warmer
+from service.engine.inference.batcher import DynamicBatcher
+from service.engine.inference.encode import BatchEncoder
+from service.engine.inference.row_checks import check_finite, check_pairing
+from service.engine.inference.runner import BatchRunner, Row, RowResult
+from service.engine.lifecycle.host_tier import HostCache
+from service.engine.lifecycle.loader import AdapterLoader
+from service.engine.lifecycle.manager import AdapterRegistry
+from service.engine.lifecycle.pool import AdapterPool
+from service.engine.lifecycle.resolver import AdapterResolver
+from service.engine.lifecycle.sizing import available_memory, plan_host, plan_pool
+from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
+from service.engine.lifecycle.warmer import Warmer
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store.adapter_store import AdapterStore

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from adapters.config import MethodConfig
+from harness.service_process import start_service, upload
+from harness.tasks import artifact_bytes
 from service.store.embedded import start_embedded_redis
-from tests.helpers import artifact_bytes
-from tests.service_process import start_service, upload
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 APL = MethodConfig.preset("apl", lora_r=8, bottleneck=48, prefix_length=10)

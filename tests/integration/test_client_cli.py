@@ -17,9 +17,10 @@ from adapters.peft_import import read_peft_dir
 from adapters.tokenization import encode, load_tokenizer
 from adapters.training.inference import Predictor
 from cli.main import main
-from tests.helpers import REVIEW_COLUMNS, make_manifest, random_task, review_csv_files
-from tests.peft_helpers import make_peft_adapter, peft_logits
-from tests.service_process import free_port, start_service
+from harness.peft_models import make_peft_adapter, peft_logits
+from harness.service_process import free_port, start_service
+from harness.tasks import make_manifest, random_task
+from tests.helpers import REVIEW_COLUMNS, review_csv_files
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "s3cret-token-value"

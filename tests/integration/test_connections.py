@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.service_process import ServiceProcess, start_service
+from harness.service_process import ServiceProcess, start_service
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "conn-token"

@@ -8,10 +8,10 @@ from fastapi.testclient import TestClient
 
 from adapters.artifact import serialize
 from adapters.config import MethodConfig
+from harness.service_process import start_service, upload
+from harness.tasks import artifact_bytes, make_manifest, random_task
 from service.main import create_app
 from service.settings import Settings
-from tests.helpers import artifact_bytes, make_manifest, random_task
-from tests.service_process import start_service, upload
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "tok"

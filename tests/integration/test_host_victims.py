@@ -13,9 +13,9 @@ import pytest
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
 from adapters.slot_image import prepare_image
+from harness.service_process import start_service
+from harness.tasks import artifact_bytes, random_task
 from service.store import AdapterStore, RedisBlobStore, make_client, start_embedded_redis
-from tests.helpers import artifact_bytes, random_task
-from tests.service_process import start_service
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 APL = MethodConfig.preset("apl", lora_r=8, bottleneck=48, prefix_length=10)

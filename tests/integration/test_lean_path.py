@@ -10,11 +10,11 @@ from fastapi.testclient import TestClient
 
 from adapters.config import MethodConfig
 from adapters.tokenization import load_tokenizer
-from service.engine.encode import BatchEncoder, TextRow
+from harness.tasks import artifact_bytes
+from service.engine.inference.encode import BatchEncoder, TextRow
 from service.errors import InputTooLongError
 from service.main import create_app
 from service.settings import Settings
-from tests.helpers import artifact_bytes
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from adapters.config import MethodConfig
+from harness.service_process import start_service
+from harness.tasks import artifact_bytes
 from service.store.adapter_store import AdapterStore
 from service.store.blobs import RedisBlobStore
 from service.store.factory import make_client
-from tests.helpers import artifact_bytes
-from tests.service_process import start_service
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "tok"

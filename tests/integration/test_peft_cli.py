@@ -8,7 +8,7 @@ from adapters.backbone import packaged_backbone_path
 from adapters.tokenization import encode, load_tokenizer
 from adapters.training.inference import Predictor
 from cli.main import main
-from tests.peft_helpers import load_peft, lora_effect, make_peft_adapter, peft_logits
+from harness.peft_models import load_peft, lora_effect, make_peft_adapter, peft_logits
 
 pytestmark = pytest.mark.slow
 TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "not bad"]

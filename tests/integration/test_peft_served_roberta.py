@@ -9,15 +9,15 @@ import torch
 
 from adapters.tokenization import load_tokenizer
 from cli.main import main
-from tests.conftest import tiny_backbone
-from tests.peft_helpers import (
+from harness.peft_models import (
     lora_effect,
     make_peft_adapter,
     peft_logits,
     save_word_tokenizer,
     saved_encoder,
 )
-from tests.service_process import start_service
+from harness.service_process import start_service
+from tests.conftest import tiny_backbone
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TEXTS = ["w1 w2 w3 w4 w5", "w7 w70 w9", "w100 w3 w55 w12 w13 w14 w15"]

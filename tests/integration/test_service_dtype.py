@@ -14,9 +14,9 @@ from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
 from adapters.precision import precision_bound
 from adapters.tokenization import encode, load_tokenizer
+from harness.tasks import make_manifest, random_task
 from service.main import create_app
 from service.settings import Settings
-from tests.helpers import make_manifest, random_task
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "s3cret"

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.config import MethodConfig
+from harness.tasks import artifact_bytes
 from service.main import create_app
 from service.settings import Settings
 from tests.bad_artifacts import replace_tensors
-from tests.helpers import artifact_bytes
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "guards"

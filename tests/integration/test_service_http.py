@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from adapters.config import MethodConfig
+from harness.service_process import start_service, upload
+from harness.tasks import artifact_bytes
 from tests.bad_artifacts import BAD_ARTIFACTS
-from tests.helpers import artifact_bytes
-from tests.service_process import start_service, upload
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "tok"

@@ -9,10 +9,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from adapters.config import MethodConfig
+from harness.tasks import artifact_bytes
 from service.main import create_app
 from service.settings import Settings
 from tests.bad_artifacts import replace_tensors
-from tests.helpers import artifact_bytes
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "s3cret"

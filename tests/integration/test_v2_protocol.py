@@ -9,8 +9,8 @@ import tritonclient.http as http
 from tritonclient.utils import InferenceServerException
 
 from adapters.config import MethodConfig
-from tests.helpers import artifact_bytes
-from tests.service_process import start_service, upload
+from harness.service_process import start_service, upload
+from harness.tasks import artifact_bytes
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "tok"

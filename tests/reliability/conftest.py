@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import RedisHolder, ServiceSlot
+from harness.reliability import RedisHolder, ServiceSlot
 
 SOAK_ENV = "UNIPELT_SOAK"
 HERE = Path(__file__).resolve().parent

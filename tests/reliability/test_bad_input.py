@@ -14,8 +14,8 @@ import httpx
 import pytest
 import torch
 
+from harness.reliability import AUTH, redis_store, task_artifact, upload_files
 from tests.bad_artifacts import BAD_ARTIFACTS
-from tests.reliability.harness import AUTH, redis_store, task_artifact, upload_files
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TASK = "badinput"

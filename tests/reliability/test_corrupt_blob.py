@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.reliability.harness import AUTH, redis_store, task_artifact, upload_files
+from harness.reliability import AUTH, redis_store, task_artifact, upload_files
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

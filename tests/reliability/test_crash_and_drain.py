@@ -13,14 +13,14 @@ import random
 import httpx
 import pytest
 
-from tests.reliability.harness import AUTH, task_artifact, upload_files
-from tests.reliability.scenarios import (
+from harness.faults import (
     PUBLISH_STEPS,
     drain_on_sigterm,
     drain_problems,
     half_version_problems,
     kill_mid_upload,
 )
+from harness.reliability import AUTH, task_artifact, upload_files
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, pytest.mark.kills_service]
 # CI: between the two blob writes (marker and manifest written, nothing indexed) and right

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.reliability.harness import AUTH
+from harness.reliability import AUTH
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 MULTIPART = {**AUTH, "content-type": "multipart/form-data; boundary=xx"}

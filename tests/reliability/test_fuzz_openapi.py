@@ -13,9 +13,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from harness.reliability import AUTH, task_artifact, upload_files
 from service.main import create_app
 from service.settings import Settings
-from tests.reliability.harness import AUTH, task_artifact, upload_files
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 MAX_EXAMPLES = 20  # per operation and generation mode

@@ -1,8 +1,8 @@
 """Bounded load at the engine's saturation across 20+ tasks, with uploads and deletions mixed
-in (tests/reliability/load.py does the work): no unexpected status, nothing lost, memory bounded.
+in (harness/load.py does the work): no unexpected status, nothing lost, memory bounded.
 
 CI runs ~20 s; the soak run (UNIPELT_SOAK=1) runs 3 minutes, like
-`python -m bench.load_test --minutes 3 --tasks 24`."""
+`python -m bench.http.load_test --minutes 3 --tasks 24`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.reliability.load import LoadConfig, check_store, prepare, run_load, task_names
+from harness.load import LoadConfig, check_store, prepare, run_load, task_names
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

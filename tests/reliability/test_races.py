@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from service.engine.resolver import AdapterResolver
+from harness.reliability import redis_store, task_artifact
+from service.engine.lifecycle.resolver import AdapterResolver
 from service.errors import UnknownTaskError
 from service.metrics import Metrics
 from service.store.errors import StoreError, TaskNotFoundError
 from service.store.events import RESYNC, EventKind, StoreEvent
 from service.store.records import LiveState
-from tests.reliability.harness import redis_store, task_artifact
 
 pytestmark = [pytest.mark.service]
 

@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 
-from tests.reliability.scenarios import (
+from harness.faults import (
     make_resident,
     outage_problems,
     recovery_problems,

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.constants import TASK_NAME_PATTERN
+from harness.reliability import AUTH, TOKEN, redis_store, task_artifact, upload_files
 from service.main import create_app
 from service.settings import Settings
-from tests.reliability.harness import AUTH, TOKEN, redis_store, task_artifact, upload_files
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TASK = "guarded"

@@ -12,9 +12,9 @@ from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError, BackboneMismatchError
 from adapters.model import UniPELTModel
+from harness.tasks import artifact_bytes, make_manifest, random_task
 from tests.bad_artifacts import BAD_ARTIFACTS, replace_tensors
 from tests.conftest import tiny_backbone
-from tests.helpers import artifact_bytes, make_manifest, random_task
 
 APL = MethodConfig.preset("apl")
 

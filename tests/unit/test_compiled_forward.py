@@ -11,7 +11,7 @@ from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
 from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
-from tests.helpers import random_task
+from harness.tasks import random_task
 
 P = MethodConfig.preset
 TASKS = [

@@ -16,8 +16,8 @@ from adapters.model import UniPELTModel
 from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
 from adapters.precision import precision_bound
-from service.engine.graphs import GraphCache, Inputs
-from tests.helpers import random_task
+from harness.tasks import random_task
+from service.engine.inference.cuda_graphs import GraphCache, Inputs
 
 DEVICE = torch.device(os.environ.get("UNIPELT_TEST_DEVICE", "cpu"))
 P = MethodConfig.preset

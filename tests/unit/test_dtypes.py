@@ -22,7 +22,7 @@ from adapters.config import MethodConfig
 from adapters.errors import ArtifactError
 from adapters.model import UniPELTModel
 from adapters.precision import precision_bound
-from tests.helpers import make_manifest, random_task
+from harness.tasks import make_manifest, random_task
 
 P = MethodConfig.preset
 CFG = P("apl", lora_r=4, bottleneck=8, prefix_length=3)

@@ -10,7 +10,7 @@ from adapters.bank import TaskBank
 from adapters.model import UniPELTModel
 from adapters.packing import Packed, Unpacked, packing_for
 from adapters.plan import plan_batch
-from tests.helpers import random_task
+from harness.tasks import random_task
 from tests.unit.test_mixed_forward import TASKS, _batch
 
 

@@ -17,14 +17,14 @@ from adapters.errors import ArtifactError, BackboneMismatchError
 from adapters.peft_export import export_peft
 from adapters.peft_import import ImportOptions, import_peft, read_peft_dir
 from adapters.training.inference import Predictor
-from tests.conftest import tiny_backbone
-from tests.peft_helpers import (
+from harness.peft_models import (
     load_peft,
     lora_effect,
     make_peft_adapter,
     peft_logits,
     saved_encoder,
 )
+from tests.conftest import tiny_backbone
 
 pytest.importorskip("peft")
 
@@ -171,7 +171,7 @@ def test_label_count_must_match_the_head(bert_peft):
 
 def test_export_refuses_tasks_that_are_not_lora_only(tiny_bert, tmp_path):
     from adapters.config import MethodConfig
-    from tests.helpers import make_manifest, random_task
+    from harness.tasks import make_manifest, random_task
 
     cfg = MethodConfig.preset("apl")
     manifest = make_manifest("t", cfg, tiny_bert, ["a", "b"])

@@ -9,8 +9,8 @@ import torch
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
-from tests.helpers import random_task
-from tests.peft_helpers import adapter_name, build_peft_model
+from harness.peft_models import adapter_name, build_peft_model
+from harness.tasks import random_task
 
 pytest.importorskip("peft", reason="peft is in the bench extra: pip install -e '.[bench]'")
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from service.engine.pipeline import Pipeline
+from service.engine.inference.pipeline import Pipeline
 
 WAIT_S = 10.0  # only reached when the stages do not overlap (the test then fails)
 

@@ -11,19 +11,19 @@ import torch
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
 from adapters.slot_image import prepare_image, read_image
-from service.engine.host_cache import HostCache
-from service.engine.pool import AdapterPool, PoolFullError
-from service.engine.sizing import (
+from harness.tasks import make_manifest, random_task
+from service.engine.lifecycle.host_tier import HostCache
+from service.engine.lifecycle.pool import AdapterPool, PoolFullError
+from service.engine.lifecycle.sizing import (
     PoolBudgetError,
     available_memory,
     plan_host,
     plan_pool,
     slot_bytes,
 )
-from service.engine.warmer import Warmer
+from service.engine.lifecycle.warmer import Warmer
 from service.metrics import Metrics
 from service.store.events import EventKind, StoreEvent
-from tests.helpers import make_manifest, random_task
 
 CFG = MethodConfig.preset("apl", lora_r=4, bottleneck=8, prefix_length=3)
 

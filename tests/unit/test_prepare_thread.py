@@ -16,13 +16,13 @@ from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
 from adapters.slot_image import prepare_image
 from adapters.tokenization import load_tokenizer
-from service.engine.batcher import DynamicBatcher
-from service.engine.encode import BatchEncoder
-from service.engine.pool import AdapterPool, Resident
-from service.engine.runner import BatchRunner, Prepared, Row, RowResult
+from harness.tasks import artifact_bytes
+from service.engine.inference.batcher import DynamicBatcher
+from service.engine.inference.encode import BatchEncoder
+from service.engine.inference.runner import BatchRunner, Prepared, Row, RowResult
+from service.engine.lifecycle.pool import AdapterPool, Resident
 from service.errors import InputTooLongError
 from service.metrics import Metrics
-from tests.helpers import artifact_bytes
 
 TEXTS = ["a quiet, lovely film", "dull", "the plot never lands", "great cast", "so-so", "wow"]
 

@@ -28,7 +28,7 @@ from torch import Tensor
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
-from tests.helpers import random_task
+from harness.tasks import random_task
 
 P = MethodConfig.preset
 TASKS = [  # (config, labels); 1 label: a regression head

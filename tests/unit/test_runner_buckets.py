@@ -9,8 +9,8 @@ from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
 from adapters.plan import Buckets, plan_batch
-from service.engine.runner import BatchRunner, Shapes
-from tests.helpers import random_task
+from harness.tasks import random_task
+from service.engine.inference.runner import BatchRunner, Shapes
 
 P = MethodConfig.preset
 TASKS = [

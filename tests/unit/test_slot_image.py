@@ -8,7 +8,7 @@ import torch
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
 from adapters.slot_image import prepare_image, write_image, zero_outside
-from tests.helpers import random_task
+from harness.tasks import random_task
 
 P = MethodConfig.preset
 TASKS = [  # (config, labels): every submodule, sizes below and at the bank's

@@ -1,0 +1,93 @@
+"""In-process measurements next to the HTTP windows: the engine's own batch path (the
+baseline for the HTTP ratio), and exact cold-load and host-tier timings per load."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+
+from adapters.artifact import parse_artifact
+from adapters.backbone import Backbone
+from adapters.bank import BankSizes, TaskBank
+from adapters.model import UniPELTModel
+from adapters.slot_image import prepare_image
+from adapters.tokenization import load_tokenizer
+from bench.http.scale_seed import task_name
+from bench.timing import percentile
+from service.engine.inference.encode import BatchEncoder
+from service.engine.inference.runner import BatchRunner, Row
+from service.engine.lifecycle.host_tier import HostCache
+from service.engine.lifecycle.loader import AdapterLoader
+from service.engine.lifecycle.pool import AdapterPool
+from service.metrics import Metrics
+from service.store.adapter_store import AdapterStore
+
+
+@dataclass
+class EngineWindow:
+    seq_per_s: float
+    cpu_s_per_seq: float
+
+
+class InProcessEngine:
+    """The service's batch path without HTTP: `BatchRunner.run` (tokenise + mixed forward +
+    postprocess) on batches of `batch` one-text rows over the first `tasks` stored tasks."""
+
+    def __init__(
+        self, backbone: Backbone, store: AdapterStore, tasks: int, batch: int, texts: list[str]
+    ) -> None:
+        tokenizer = load_tokenizer(backbone.path)
+        bank = TaskBank.allocate(tasks, backbone.dims, BankSizes(), lazy=True)
+        pool = AdapterPool(bank)
+        self.residents = []
+        for i in range(tasks):
+            artifact = parse_artifact(*store.fetch(task_name(i), 1), backbone)
+            image = prepare_image(bank, artifact.config, artifact.weights, "cpu")
+            self.residents.append(pool.insert((task_name(i), 1), artifact.manifest, image))
+        model = UniPELTModel(backbone).eval()
+        encoder = BatchEncoder(tokenizer, truncate=True)
+        self.runner = BatchRunner(
+            model, bank, encoder, tokenizer.pad_token_id or 0, torch.device("cpu")
+        )
+        self.batch, self.texts, self.rng = batch, texts, random.Random(0)
+
+    def window(self, seconds: float) -> EngineWindow:
+        done, started, cpu0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - started < seconds:
+            rows = [
+                Row(
+                    text=self.rng.choice(self.texts),
+                    text_pair=None,
+                    max_length=128,
+                    index=0,
+                    task=r.key[0],
+                    resident=r,
+                )
+                for r in self.rng.choices(self.residents, k=self.batch)
+            ]
+            self.runner.run(rows)
+            done += len(rows)
+        elapsed = time.perf_counter() - started
+        return EngineWindow(done / elapsed, (time.process_time() - cpu0) / done)
+
+
+def load_timings(store: AdapterStore, backbone: Backbone, n: int, first: int = 0) -> dict:
+    """Exact per-load times over `n` distinct tasks: each a store load (fetch, checksum, parse,
+    validate, slot write) on a cold pass, then each a host-tier copy into a slot."""
+    bank = TaskBank.allocate(8, backbone.dims, BankSizes(), lazy=True)
+    host = HostCache(8 * 2**30)
+    loader = AdapterLoader(store, AdapterPool(bank), host, backbone, Metrics())
+    times: dict[str, list[float]] = {"store": [], "host": []}
+    for source in ("store", "host"):
+        for i in range(first, first + n):
+            started = time.perf_counter()
+            loader.pool.release(loader.acquire((task_name(i), 1)))
+            times[source].append(time.perf_counter() - started)
+    return {
+        f"{source}_p{q}_ms": percentile(values, q) * 1000
+        for source, values in times.items()
+        for q in (50, 99)
+    }

@@ -1,0 +1,1 @@
+"""Training studies and parity: learning-rate sweeps, reference loops, one training step."""
