@@ -25,6 +25,19 @@ def checked_inputs(items: Sequence[TextItem], settings: Settings) -> list[TextIn
     return [TextInput(i.text, i.text_pair) for i in items]
 
 
+def check_fanout_size(tasks: Sequence[str], inputs: int, limit: int) -> None:
+    """422 for no task, a task named twice, or tasks x inputs over the fan-out row limit."""
+    if not tasks:
+        raise InvalidInputError("tasks is empty")
+    if len(set(tasks)) != len(tasks):
+        raise InvalidInputError("tasks holds a task more than once")
+    if len(tasks) * inputs > limit:
+        raise InvalidInputError(
+            f"{len(tasks)} tasks x {inputs} inputs = {len(tasks) * inputs} rows; "
+            f"at most {limit} per request (UNIPELT_MAX_FANOUT_ROWS)"
+        )
+
+
 def predictions_out(results: Sequence[RowResult]) -> list[PredictionOut]:
     return [
         PredictionOut(

@@ -7,10 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from service.api.deps import EngineDep, SettingsDep, require_read
-from service.api.inputs import checked_inputs, predictions_out
+from service.api.inputs import check_fanout_size, checked_inputs, predictions_out
 from service.api.routes_predict import ERRORS as PREDICT_ERRORS
 from service.api.schemas import ErrorOut, FanoutRequest, FanoutResponse, PredictResponse
-from service.engine.inference.fanout import check_fanout_size, predict_tasks
 
 router = APIRouter(tags=["predict"])
 
@@ -37,7 +36,7 @@ async def predict_many(
 ) -> FanoutResponse:
     inputs = checked_inputs(body.items(), settings)
     check_fanout_size(body.tasks, len(inputs), settings.max_fanout_rows)
-    answers = await predict_tasks(engine, body.tasks, inputs, body.return_gates)
+    answers = await engine.predict_tasks(body.tasks, inputs, body.return_gates)
     return FanoutResponse(
         results=[
             PredictResponse(task=a.task, version=a.version, predictions=predictions_out(a.results))

@@ -7,7 +7,6 @@ Outputs: BYTES `label` [n] and FP32 `scores` [n, labels] (classification), or FP
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,7 +27,9 @@ from service.api.v2_codec import (
     encode_response,
     parse_infer_request,
 )
+from service.engine.engine import Engine
 from service.errors import INTERNAL, ErrorStatus, UnknownVersionError, status_of
+from service.settings import Settings
 
 log = logging.getLogger("unipelt.api")
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
@@ -75,15 +76,6 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
-async def live_manifest(engine, task: str) -> tuple[int, Manifest]:
-    """The task's live version and manifest (loads the adapter if this replica lacks it)."""
-    resident = await asyncio.to_thread(engine.resolver.acquire, task)
-    try:
-        return resident.key[1], resident.manifest
-    finally:
-        engine.resolver.release(resident)
-
-
 def metadata(task: str, version: int, manifest: Manifest) -> dict[str, Any]:
     inputs = [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     if manifest.tokenizer.text_pair:
@@ -108,7 +100,7 @@ def metadata(task: str, version: int, manifest: Manifest) -> dict[str, Any]:
 @router.get("/models/{task}", dependencies=[Depends(require_read)], summary="Model metadata")
 async def model_metadata(task: TaskName, engine: EngineDep) -> Response:
     async def call() -> Response:
-        return JSONResponse(metadata(task, *await live_manifest(engine, task)))
+        return JSONResponse(metadata(task, *await engine.live_manifest(task)))
 
     return await answer(call)
 
@@ -116,7 +108,7 @@ async def model_metadata(task: TaskName, engine: EngineDep) -> Response:
 @router.get("/models/{task}/ready", dependencies=[Depends(require_read)], summary="Model ready")
 async def model_ready(task: TaskName, engine: EngineDep) -> Response:
     async def call() -> Response:
-        version, _ = await live_manifest(engine, task)
+        version, _ = await engine.live_manifest(task)
         return JSONResponse({"name": task, "version": str(version), "ready": True})
 
     return await answer(call)
@@ -145,15 +137,18 @@ def output_tensors(manifest: Manifest, results: list) -> list[OutputTensor]:
 
 
 async def infer_response(
-    request: Request, task: str, engine, settings, version: int | None = None
+    request: Request, task: str, engine: Engine, settings: Settings, version: int | None = None
 ) -> Response:
+    """Pins the live adapter once: the input check, the forward and the output shapes all
+    use that one version, even when a new version goes live meanwhile."""
     parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
-    live, manifest = await live_manifest(engine, task)
-    if version is not None and version != live:
-        raise UnknownVersionError(f"version {version} of task {task!r} is not live ({live} is)")
-    inputs = checked_inputs(infer_inputs(parsed, manifest.tokenizer.text_pair), settings)
-    result = await engine.predict(task, inputs, False)
-    outputs = output_tensors(manifest, result.results)
+    async with engine.pinned([task]) as residents:
+        live, manifest = residents[0].key[1], residents[0].manifest
+        if version is not None and version != live:
+            raise UnknownVersionError(f"version {version} of task {task!r} is not live ({live} is)")
+        inputs = checked_inputs(infer_inputs(parsed, manifest.tokenizer.text_pair), settings)
+        (result,) = await engine.predict_pinned(residents, inputs, False)
+    outputs = output_tensors(result.manifest, result.results)
     if parsed.outputs is not None:
         known = {o.name for o in outputs}
         missing = sorted(set(parsed.outputs) - known)

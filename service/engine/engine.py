@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import torch
 
 from adapters.backbone import Backbone
 from adapters.bank import TaskBank
+from adapters.manifest import Manifest
 from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
 from service.engine.inference.batcher import DynamicBatcher
@@ -19,7 +22,7 @@ from service.engine.inference.runner import BatchRunner, Row, RowResult
 from service.engine.lifecycle.host_tier import HostCache
 from service.engine.lifecycle.loader import AdapterLoader
 from service.engine.lifecycle.manager import AdapterRegistry
-from service.engine.lifecycle.pool import AdapterPool
+from service.engine.lifecycle.pool import AdapterPool, Resident
 from service.engine.lifecycle.resolver import AdapterResolver
 from service.engine.lifecycle.sizing import available_memory, plan_host, plan_pool
 from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
@@ -39,8 +42,11 @@ class TextInput:
 
 @dataclass(frozen=True)
 class Prediction:
+    """One task's answer; `manifest` is the one of the version that computed `results`."""
+
     task: str
     version: int
+    manifest: Manifest
     results: list[RowResult]
 
 
@@ -131,36 +137,98 @@ class Engine:
             **self.host_plan.describe(),
         }
 
-    # ---- predict -------------------------------------------------------------------------
-    async def predict(self, task: str, inputs: list[TextInput], want_gates: bool) -> Prediction:
-        resident = self.resolver.acquire_cached(task)  # a hit needs no thread hop
-        if resident is None:
-            resident = await asyncio.to_thread(self.resolver.acquire, task)
+    # ---- predict: the one way in ----------------------------------------------------------
+    @asynccontextmanager
+    async def pinned(self, tasks: Sequence[str]) -> AsyncIterator[list[Resident]]:
+        """Each task's live adapter, pinned for the block (released on the way out).
+
+        Everything read inside the block (manifest, version, predictions) comes from these
+        residents, so a hot swap meanwhile cannot mix two versions in one answer. Cached
+        residents are pinned on the event loop; only misses go to a thread, all in one hop.
+        An unknown task refuses the whole call, before any forward."""
+        held = [self.resolver.acquire_cached(task) for task in tasks]
+        missing = [task for task, r in zip(tasks, held) if r is None]
         try:
-            manifest = resident.manifest
-            check_pairing(task, [i.text_pair for i in inputs], manifest.tokenizer.text_pair)
-            max_length = min(
-                self.settings.max_length,
-                manifest.tokenizer.max_length,
-                self.backbone.max_tokens,
-            )
-            rows = [
-                Row(
-                    text=item.text,
-                    text_pair=item.text_pair,
-                    max_length=max_length,
-                    index=index,
-                    task=task,
-                    resident=resident,
-                    want_gates=want_gates,
-                )
-                for index, item in enumerate(inputs)
-            ]
-            results = await self.batcher.submit(rows)
-            check_finite(task, resident.key[1], results, self.metrics)
+            if missing:
+                loaded = iter(await asyncio.to_thread(self._acquire_all, missing))
+                held = [r if r is not None else next(loaded) for r in held]
+        except BaseException:
+            self._release_all(r for r in held if r is not None)
+            raise
+        residents = [r for r in held if r is not None]
+        try:
+            yield residents
         finally:
+            self._release_all(residents)
+
+    async def predict_pinned(
+        self, residents: Sequence[Resident], inputs: list[TextInput], want_gates: bool
+    ) -> list[Prediction]:
+        """Every input through every pinned adapter, in one batcher submission (so the rows
+        share mixed batches); one prediction per adapter, in order."""
+        pairs = [item.text_pair for item in inputs]
+        for resident in residents:
+            check_pairing(resident.key[0], pairs, resident.manifest.tokenizer.text_pair)
+        rows = [row for r in residents for row in self._rows(r, inputs, want_gates)]
+        results = await self.batcher.submit(rows)
+        predictions = []
+        for n, resident in enumerate(residents):
+            (task, version), mine = resident.key, results[n * len(inputs) : (n + 1) * len(inputs)]
+            check_finite(task, version, mine, self.metrics)
+            predictions.append(Prediction(task, version, resident.manifest, mine))
+        return predictions
+
+    async def predict(self, task: str, inputs: list[TextInput], want_gates: bool) -> Prediction:
+        """The task's live adapter on every input."""
+        async with self.pinned([task]) as residents:
+            (prediction,) = await self.predict_pinned(residents, inputs, want_gates)
+        return prediction
+
+    async def predict_tasks(
+        self, tasks: Sequence[str], inputs: list[TextInput], want_gates: bool
+    ) -> list[Prediction]:
+        """Each task's prediction for every input, in task order, from one set of pins."""
+        async with self.pinned(tasks) as residents:
+            return await self.predict_pinned(residents, inputs, want_gates)
+
+    async def live_manifest(self, task: str) -> tuple[int, Manifest]:
+        """The task's live version and its manifest, read from one pinned resident (loads the
+        adapter if this replica lacks it)."""
+        async with self.pinned([task]) as (resident,):
+            return resident.key[1], resident.manifest
+
+    def _rows(self, resident: Resident, inputs: list[TextInput], want_gates: bool) -> list[Row]:
+        task, manifest = resident.key[0], resident.manifest
+        max_length = min(
+            self.settings.max_length, manifest.tokenizer.max_length, self.backbone.max_tokens
+        )
+        return [
+            Row(
+                text=item.text,
+                text_pair=item.text_pair,
+                max_length=max_length,
+                index=index,
+                task=task,
+                resident=resident,
+                want_gates=want_gates,
+            )
+            for index, item in enumerate(inputs)
+        ]
+
+    def _acquire_all(self, tasks: Sequence[str]) -> list[Resident]:
+        """Pin every task's live adapter, or none (a failure releases what was pinned)."""
+        held: list[Resident] = []
+        try:
+            for task in tasks:
+                held.append(self.resolver.acquire(task))
+        except BaseException:
+            self._release_all(held)
+            raise
+        return held
+
+    def _release_all(self, residents: Iterable[Resident]) -> None:
+        for resident in residents:
             self.resolver.release(resident)
-        return Prediction(task=task, version=resident.key[1], results=results)
 
     def _evicted(self, resident) -> None:
         self.metrics.cache_evictions.inc()
