@@ -4,6 +4,7 @@ Errors are raised deep down (library, store, pool, engine) and carry no HTTP kno
 `ERROR_TABLE` gives each type its status and error kind, and the API's handlers and
 middlewares render every one of them as ``{"error": kind, "detail": message}``. A subclass
 not in the table takes its nearest listed base class; anything else is a 500 ``internal``.
+This module imports no web framework and nothing of the engine: every layer may import it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fastapi.exceptions import RequestValidationError
-
 from adapters.errors import ArtifactError, BackboneMismatchError, ConfigError
-from service.engine.lifecycle.pool import PoolFullError
 from service.store.errors import (
     CorruptBlobError,
     InvalidArtifactError,
@@ -65,6 +63,10 @@ class QueueFullError(ServiceError):
     """The batcher's queue is full."""
 
 
+class PoolFullError(ServiceError):
+    """Every adapter slot is pinned by in-flight requests."""
+
+
 class NonFiniteOutputError(ServiceError):
     """The adapter gave NaN or Inf for an input: a faulty adapter, never a 200."""
 
@@ -95,7 +97,6 @@ ERROR_TABLE: dict[type[Exception], ErrorStatus] = {
     VersionConflictError: ErrorStatus(409, "version_conflict"),
     AdapterTooLargeError: ErrorStatus(413, "adapter_too_large"),
     RequestTooLargeError: ErrorStatus(413, "request_too_large"),
-    RequestValidationError: ErrorStatus(422, "invalid_input"),
     InvalidInputError: ErrorStatus(422, "invalid_input"),
     InputTooLongError: ErrorStatus(422, "input_too_long"),
     InvalidAdapterError: ErrorStatus(422, "invalid_adapter"),

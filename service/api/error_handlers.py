@@ -9,7 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import ERROR_TABLE, INTERNAL, ErrorStatus, http_status, status_of
+from service.errors import (
+    ERROR_TABLE,
+    INTERNAL,
+    ErrorStatus,
+    InvalidInputError,
+    http_status,
+    status_of,
+)
 
 log = logging.getLogger("unipelt.api")
 
@@ -23,12 +30,12 @@ def response_for(exc: Exception) -> JSONResponse:
     """The JSON error response of any exception (also used by the ASGI middlewares)."""
     if isinstance(exc, StarletteHTTPException):
         return error_response(http_status(exc.status_code, exc.headers), str(exc.detail))
+    if isinstance(exc, RequestValidationError):  # FastAPI's own schema check of a request
+        return error_response(ERROR_TABLE[InvalidInputError], validation_detail(exc))
     entry = status_of(exc)
     if entry is INTERNAL:  # never echo an unexpected exception's text
         log.error("unhandled %s", type(exc).__name__, exc_info=exc)
         return error_response(entry, "internal server error")
-    if isinstance(exc, RequestValidationError):
-        return error_response(entry, validation_detail(exc))
     if entry.status >= 500:
         log.warning("%s: %s", entry.kind, exc)
     return error_response(entry, str(exc))
@@ -52,5 +59,5 @@ def install_error_handlers(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         return response_for(exc)
 
-    for error_type in (*ERROR_TABLE, StarletteHTTPException, Exception):
+    for error_type in (*ERROR_TABLE, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(error_type, handle)

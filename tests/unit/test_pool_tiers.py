@@ -13,7 +13,7 @@ from adapters.config import MethodConfig
 from adapters.slot_image import prepare_image, read_image
 from harness.tasks import make_manifest, random_task
 from service.engine.lifecycle.host_tier import HostCache
-from service.engine.lifecycle.pool import AdapterPool, PoolFullError
+from service.engine.lifecycle.pool import AdapterPool
 from service.engine.lifecycle.sizing import (
     PoolBudgetError,
     available_memory,
@@ -22,6 +22,7 @@ from service.engine.lifecycle.sizing import (
     slot_bytes,
 )
 from service.engine.lifecycle.warmer import Warmer
+from service.errors import PoolFullError
 from service.metrics import Metrics
 from service.store.events import EventKind, StoreEvent
 

@@ -16,6 +16,7 @@ from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.manifest import Manifest
 from adapters.slot_image import ImageLayout, SlotImage, write_image
+from service.errors import PoolFullError
 
 AdapterKey = tuple[str, int]  # (task, version)
 
@@ -33,10 +34,6 @@ class Resident:
     refs: int = 0
     retired: bool = False  # a newer version went live: free as soon as refs drop to 0
     label_names: list[str] = field(default_factory=list)
-
-
-class PoolFullError(RuntimeError):
-    """Every slot is pinned by in-flight requests."""
 
 
 class AdapterPool:
