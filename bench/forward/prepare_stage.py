@@ -20,16 +20,18 @@ import argparse
 import asyncio
 import random
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from adapters.artifact import parse_artifact
 from adapters.backbone import load_backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
-from adapters.slot_image import prepare_image
 from adapters.tokenization import load_tokenizer
 from bench.report import fmt
 from bench.tasks import TaskSet
@@ -37,8 +39,13 @@ from bench.workload import load_texts
 from service.engine.inference.batcher import DynamicBatcher
 from service.engine.inference.encode import BatchEncoder
 from service.engine.inference.runner import BatchRunner, Row
-from service.engine.lifecycle.pool import AdapterPool, Resident
+from service.engine.lifecycle.pool import Resident
+from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
+from service.store.adapter_store import AdapterStore
+from service.store.blobs import RedisBlobStore
+from service.store.embedded import start_embedded_redis
+from service.store.factory import make_client
 
 MODES = ("one thread", "prepare thread")
 
@@ -52,24 +59,34 @@ class Window:
     mean_batch: float
 
 
-def build(tasks: int) -> tuple[BatchRunner, list[Resident]]:
-    backbone = load_backbone()
-    bank = TaskBank.allocate(tasks, backbone.dims, BankSizes(), lazy=True)
-    pool, apl = AdapterPool(bank), TaskSet(backbone, "apl")
-    residents = []
-    for i in range(tasks):
-        artifact = parse_artifact(*apl.artifact(i, f"task-{i}"), backbone)
-        image = prepare_image(bank, artifact.config, artifact.weights, "cpu")
-        residents.append(pool.insert((f"task-{i}", 1), artifact.manifest, image))
-    tokenizer = load_tokenizer(backbone.path)
-    runner = BatchRunner(
-        UniPELTModel(backbone).eval(),
-        bank,
-        BatchEncoder(tokenizer, truncate=True),
-        tokenizer.pad_token_id or 0,
-        torch.device("cpu"),
-    )
-    return runner, residents
+@contextmanager
+def built(tasks: int) -> Iterator[tuple[BatchRunner, list[Resident]]]:
+    """The runner and `tasks` pinned APL residents, loaded through the service's tiers from an
+    embedded Redis (stopped on the way out)."""
+    backbone, names = load_backbone(), [f"task-{i}" for i in range(tasks)]
+    with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
+        server = start_embedded_redis(Path(tmp) / "redis")
+        try:
+            client = make_client(server.url)
+            store = AdapterStore(client, RedisBlobStore(client))
+            apl = TaskSet(backbone, "apl")
+            for i, name in enumerate(names):
+                store.publish(name, *apl.artifact(i, name))
+            bank = TaskBank.allocate(tasks, backbone.dims, BankSizes(), lazy=True)
+            tiers = build_tiers(store, backbone, Metrics(), bank, host_bytes=0)
+            residents = [tiers.resolver.acquire(name) for name in names]
+            tokenizer = load_tokenizer(backbone.path)
+            runner = BatchRunner(
+                UniPELTModel(backbone).eval(),
+                bank,
+                BatchEncoder(tokenizer, truncate=True),
+                tokenizer.pad_token_id or 0,
+                torch.device("cpu"),
+            )
+            yield runner, residents
+            client.close()
+        finally:
+            server.stop()
 
 
 async def window(
@@ -135,7 +152,11 @@ def main() -> None:
     parser.add_argument("--stage-repeats", type=int, default=20, help="batches timed per stage")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runner, residents = build(args.tasks)
+    with built(args.tasks) as (runner, residents):
+        report(runner, residents, args)
+
+
+def report(runner: BatchRunner, residents: list[Resident], args: argparse.Namespace) -> None:
     texts, source = load_texts()
     asyncio.run(window("one thread", runner, residents, texts, args))  # warm-up, not counted
     windows: list[Window] = []

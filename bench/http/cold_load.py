@@ -13,10 +13,7 @@ from adapters.bank import BankSizes, TaskBank
 from bench.report import fmt
 from bench.tasks import TaskSet
 from bench.timing import median, percentile
-from service.engine.lifecycle.host_tier import HostCache
-from service.engine.lifecycle.loader import AdapterLoader
-from service.engine.lifecycle.pool import AdapterPool
-from service.engine.lifecycle.resolver import AdapterResolver
+from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
 from service.store.blobs import RedisBlobStore
@@ -41,10 +38,8 @@ def _measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, url: str) ->
         store.publish(name, *tasks.artifact(i, name))
     backbone = tasks.backbone
     bank = TaskBank.allocate(slots, backbone.dims, BankSizes())  # the service's default limits
-    pool = AdapterPool(bank)
-    metrics = Metrics()
-    loader = AdapterLoader(store, pool, HostCache(0), backbone, metrics)  # no host tier
-    resolver = AdapterResolver(store, loader, metrics, ttl_s=60.0)
+    tiers = build_tiers(store, backbone, Metrics(), bank, host_bytes=0)  # no host tier
+    pool, resolver = tiers.pool, tiers.resolver
     first, later, hits = [], [], 0
     for p in range(passes):
         for name in names:

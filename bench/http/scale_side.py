@@ -9,19 +9,15 @@ from dataclasses import dataclass
 
 import torch
 
-from adapters.artifact import parse_artifact
 from adapters.backbone import Backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
-from adapters.slot_image import prepare_image
 from adapters.tokenization import load_tokenizer
 from bench.http.scale_seed import task_name
 from bench.timing import percentile
 from service.engine.inference.encode import BatchEncoder
 from service.engine.inference.runner import BatchRunner, Row
-from service.engine.lifecycle.host_tier import HostCache
-from service.engine.lifecycle.loader import AdapterLoader
-from service.engine.lifecycle.pool import AdapterPool
+from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
 
@@ -41,12 +37,8 @@ class InProcessEngine:
     ) -> None:
         tokenizer = load_tokenizer(backbone.path)
         bank = TaskBank.allocate(tasks, backbone.dims, BankSizes(), lazy=True)
-        pool = AdapterPool(bank)
-        self.residents = []
-        for i in range(tasks):
-            artifact = parse_artifact(*store.fetch(task_name(i), 1), backbone)
-            image = prepare_image(bank, artifact.config, artifact.weights, "cpu")
-            self.residents.append(pool.insert((task_name(i), 1), artifact.manifest, image))
+        tiers = build_tiers(store, backbone, Metrics(), bank, host_bytes=0)
+        self.residents = [tiers.loader.acquire((task_name(i), 1)) for i in range(tasks)]
         model = UniPELTModel(backbone).eval()
         encoder = BatchEncoder(tokenizer, truncate=True)
         self.runner = BatchRunner(
@@ -78,8 +70,7 @@ def load_timings(store: AdapterStore, backbone: Backbone, n: int, first: int = 0
     """Exact per-load times over `n` distinct tasks: each a store load (fetch, checksum, parse,
     validate, slot write) on a cold pass, then each a host-tier copy into a slot."""
     bank = TaskBank.allocate(8, backbone.dims, BankSizes(), lazy=True)
-    host = HostCache(8 * 2**30)
-    loader = AdapterLoader(store, AdapterPool(bank), host, backbone, Metrics())
+    loader = build_tiers(store, backbone, Metrics(), bank, host_bytes=8 * 2**30).loader
     times: dict[str, list[float]] = {"store": [], "host": []}
     for source in ("store", "host"):
         for i in range(first, first + n):

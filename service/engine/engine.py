@@ -19,12 +19,10 @@ from service.engine.inference.batcher import DynamicBatcher
 from service.engine.inference.encode import BatchEncoder
 from service.engine.inference.row_checks import check_finite, check_pairing
 from service.engine.inference.runner import BatchRunner, Row, RowResult
-from service.engine.lifecycle.host_tier import HostCache
-from service.engine.lifecycle.loader import AdapterLoader
 from service.engine.lifecycle.manager import AdapterRegistry
-from service.engine.lifecycle.pool import AdapterPool, Resident
-from service.engine.lifecycle.resolver import AdapterResolver
+from service.engine.lifecycle.pool import Resident
 from service.engine.lifecycle.sizing import available_memory, plan_host, plan_pool
+from service.engine.lifecycle.tiers import build_tiers
 from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
 from service.engine.lifecycle.warmer import Warmer
 from service.metrics import Metrics
@@ -71,16 +69,23 @@ class Engine:
         self.bank = TaskBank.allocate(
             self.plan.slots, backbone.dims, self.sizes, self.device, self.dtype, lazy=True
         )
-        self.pool = AdapterPool(self.bank, on_evict=self._evicted)
         self.host_plan = plan_host(
             settings.host_cache_bytes,
             self.plan.bank_bytes,
             bank_on_host=self.device.type == "cpu",
             available=available_memory(),
         )
-        self.host_cache = HostCache(self.host_plan.budget, pin=self.device.type == "cuda")
-        self.loader = AdapterLoader(store, self.pool, self.host_cache, backbone, metrics)
-        self.resolver = AdapterResolver(store, self.loader, metrics, settings.live_cache_ttl_s)
+        self.tiers = build_tiers(
+            store,
+            backbone,
+            metrics,
+            self.bank,
+            self.host_plan.budget,
+            pin_host=self.device.type == "cuda",
+            live_cache_ttl_s=settings.live_cache_ttl_s,
+        )
+        self.pool, self.host_cache = self.tiers.pool, self.tiers.host
+        self.loader, self.resolver = self.tiers.loader, self.tiers.resolver
         self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
         metrics.pool_slots.set(self.plan.slots)
         log.info(
@@ -229,8 +234,3 @@ class Engine:
     def _release_all(self, residents: Iterable[Resident]) -> None:
         for resident in residents:
             self.resolver.release(resident)
-
-    def _evicted(self, resident) -> None:
-        self.metrics.cache_evictions.inc()
-        log.debug("evicted adapter %s v%s from slot %s", *resident.key, resident.slot)
-        self.loader.evicted(resident)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from adapters.manifest import Manifest
 from adapters.slot_image import SlotImage
-
-AdapterKey = tuple[str, int]
+from service.engine.lifecycle.keys import AdapterKey
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from adapters.backbone import Backbone
 from adapters.manifest import Manifest
 from adapters.slot_image import prepare_image, read_image
 from service.engine.lifecycle.host_tier import HostAdapter, HostCache
-from service.engine.lifecycle.pool import AdapterKey, AdapterPool, Resident
+from service.engine.lifecycle.keys import AdapterKey
+from service.engine.lifecycle.pool import AdapterPool, Resident
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
 

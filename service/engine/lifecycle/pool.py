@@ -16,9 +16,8 @@ from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.manifest import Manifest
 from adapters.slot_image import ImageLayout, SlotImage, write_image
+from service.engine.lifecycle.keys import AdapterKey
 from service.errors import PoolFullError
-
-AdapterKey = tuple[str, int]  # (task, version)
 
 
 @dataclass
