@@ -23,7 +23,7 @@ from bench.http.cluster import Cluster, drive, upload_tasks, warm
 from bench.http.cold_load import measure_cold_load
 from bench.http.hot_swap import measure_hot_swap
 from bench.report import RowResult, paired_ratio, table, write_outputs
-from bench.sizes import FULL, QUICK, Plan, parse_workload
+from bench.sizes import FULL, QUICK, RunSize, parse_workload
 from bench.tasks import TaskSet
 from bench.timing import run_groups
 from bench.workload import GLUE_DIR, Encoder, load_texts, make_workload
@@ -50,25 +50,25 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    size = QUICK if args.quick else FULL
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     backbone = load_backbone()
     encoder = Encoder(load_tokenizer(backbone.path))
     texts, source = load_texts(args.glue_dir)
-    n_requests = plan.batch * (plan.windows + 1)
+    n_requests = size.batch * (size.windows + 1)
     workloads = {
-        key: make_workload(texts, *parse_workload(key), max(n_requests, plan.http_requests))
-        for key in plan.workloads
+        key: make_workload(texts, *parse_workload(key), max(n_requests, size.http_requests))
+        for key in size.workloads
     }
     apl, lora = TaskSet(backbone, "apl"), TaskSet(backbone, "l")
-    log(f"making {plan.max_tasks} APL and LoRA-only tasks")
-    apl.weights(plan.max_tasks)
+    log(f"making {size.max_tasks} APL and LoRA-only tasks")
+    apl.weights(size.max_tasks)
     model = UniPELTModel(backbone).eval()
     missing_peft = None if args.no_peft else peft_available()
     notes = [
         "Latency of an in-process row: each request's completion time from the start of its "
-        f"{plan.batch}-request arrival window (what a full batcher holds), so grouped and "
+        f"{size.batch}-request arrival window (what a full batcher holds), so grouped and "
         "per-request rows include waiting for the batches run before theirs. Tokenisation is "
         "excluded from in-process rows (texts tokenised once up front), padding included.",
     ]
@@ -77,15 +77,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     log("in-process rows")
     specs, checks = inprocess.build_specs(
-        plan, workloads, encoder, apl, lora, model, with_peft=not (args.no_peft or missing_peft)
+        size, workloads, encoder, apl, lora, model, with_peft=not (args.no_peft or missing_peft)
     )
     notes += checks
-    rows = inprocess.measure(specs, workloads, plan, log)
+    rows = inprocess.measure(specs, workloads, size, log)
     inprocess.add_ratios(rows)
     results: dict = {"rows": [], "notes": notes}
     meta = {
         "command": args.command,
-        "mode": plan.mode,
+        "mode": size.mode,
         "machine": machine(),
         "torch": torch.__version__,
         "threads": args.threads,
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
         "peft": None if missing_peft or args.no_peft else _version("peft"),
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "texts": source,
-        "batch": plan.batch,
-        "windows": plan.windows,
-        "http_repeats": plan.http_repeats,
+        "batch": size.batch,
+        "windows": size.windows,
+        "http_repeats": size.http_repeats,
     }
 
     def save() -> None:
@@ -107,12 +107,12 @@ def main(argv: list[str] | None = None) -> dict:
     save()
     phases = []
     if not args.no_cold:
-        phases.append(("cold load", partial(cold_phase, results, apl, plan)))
+        phases.append(("cold load", partial(cold_phase, results, apl, size)))
     if not args.no_http:
-        http = partial(http_phase, results, rows, plan, workloads, encoder, apl, model)
+        http = partial(http_phase, results, rows, size, workloads, encoder, apl, model)
         phases.append(("HTTP and hot swap", partial(http, args.threads)))
     if args.profile:
-        profile = partial(profile_phase, results, plan, workloads, encoder, apl, lora, model)
+        profile = partial(profile_phase, results, size, workloads, encoder, apl, lora, model)
         phases.append(("profile", profile))
     for name, phase in phases:
         log(name)
@@ -132,38 +132,38 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def cold_phase(results: dict, apl: TaskSet, plan: Plan) -> None:
-    results["cold_load"] = measure_cold_load(apl, plan.cold_tasks, plan.cold_passes)
+def cold_phase(results: dict, apl: TaskSet, size: RunSize) -> None:
+    results["cold_load"] = measure_cold_load(apl, size.cold_tasks, size.cold_passes)
 
 
-def profile_phase(results: dict, plan: Plan, workloads, encoder, apl, lora, model) -> None:
+def profile_phase(results: dict, size: RunSize, workloads, encoder, apl, lora, model) -> None:
     from bench.forward.profile import profile_section
 
-    results["profile"] = profile_section(plan, workloads, encoder, apl, lora, model)
+    results["profile"] = profile_section(size, workloads, encoder, apl, lora, model)
 
 
-def http_phase(results, rows, plan: Plan, workloads, encoder, apl: TaskSet, model, threads):
+def http_phase(results, rows, size: RunSize, workloads, encoder, apl: TaskSet, model, threads):
     """HTTP bursts alternating with the engine on the same requests, then the hot swap."""
     from bench.forward.engine_runners import bank_forward, chunks
 
-    n, _ = parse_workload(plan.http)
+    n, _ = parse_workload(size.http)
     bank = apl.bank(n)
-    requests = list(workloads[plan.http].requests[: plan.http_requests])
-    engine = RowResult("engine_ref", "engine reference", plan.http, f"{plan.batch} mixed")
+    requests = list(workloads[size.http].requests[: size.http_requests])
+    engine = RowResult("engine_ref", "engine reference", size.http, f"{size.batch} mixed")
     http = RowResult(
-        f"http_{plan.http}", "HTTP end to end, APL, saturation", plan.http, f"<={plan.batch} mixed"
+        f"http_{size.http}", "HTTP end to end, APL, saturation", size.http, f"<={size.batch} mixed"
     )
     forward = bank_forward(model, bank, encoder)
-    with Cluster(plan.batch, slots=max(128, n), threads=threads) as cluster:
+    with Cluster(size.batch, slots=max(128, n), threads=threads) as cluster:
         a, b = cluster.replicas
         upload_tasks(a.url, apl, n)
         warm(a.url, n)
-        drive(a.url, requests[: plan.http_concurrency], plan.http_concurrency, plan.http_max_s)
-        for rep in range(plan.http_repeats):
-            done = run_groups(requests, chunks(len(requests), plan.batch), forward)
+        drive(a.url, requests[: size.http_concurrency], size.http_concurrency, size.http_max_s)
+        for rep in range(size.http_repeats):
+            done = run_groups(requests, chunks(len(requests), size.batch), forward)
             engine.add(len(requests), max(done), done)
             count, elapsed, lats, statuses = drive(
-                a.url, requests, plan.http_concurrency, plan.http_max_s
+                a.url, requests, size.http_concurrency, size.http_max_s
             )
             http.add(count, elapsed, lats)
             log(
@@ -174,14 +174,14 @@ def http_phase(results, rows, plan: Plan, workloads, encoder, apl: TaskSet, mode
         http.note = f"engine reference {engine.throughput:.1f} seq/s"
         rows.append(http)
         results["notes"].append(
-            f"HTTP: two uvicorn replicas ({threads} torch threads each, batch {plan.batch}, "
-            f"window 5 ms, mixed policy) on one embedded Redis; {plan.http_concurrency} "
+            f"HTTP: two uvicorn replicas ({threads} torch threads each, batch {size.batch}, "
+            f"window 5 ms, mixed policy) on one embedded Redis; {size.http_concurrency} "
             "concurrent httpx requests of one text each against replica A, client on the same "
             "2 cores. x engine = HTTP seq/s / the in-process mixed forward on the same "
             f"requests ({engine.throughput:.1f} seq/s), measured alternately with it; HTTP "
             "includes tokenisation, JSON and queueing."
         )
-        results["hot_swap"] = measure_hot_swap(a, b, apl, plan.swaps)
+        results["hot_swap"] = measure_hot_swap(a, b, apl, size.swaps)
 
 
 def _version(package: str) -> str | None:

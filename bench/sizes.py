@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Plan:
+class RunSize:
     mode: str
     batch: int  # batch size of every batched row (and the service's max batch size)
     windows: int  # arrival windows of `batch` requests, each run by every row in turn
@@ -33,7 +33,7 @@ def parse_workload(key: str) -> tuple[int, str]:
     return int(key[:-1]), {"u": "uniform", "z": "zipf"}[key[-1]]
 
 
-FULL = Plan(
+FULL = RunSize(
     mode="full",
     batch=32,
     windows=4,
@@ -51,7 +51,7 @@ FULL = Plan(
     swaps=10,
 )
 
-QUICK = Plan(
+QUICK = RunSize(
     mode="quick",
     batch=4,
     windows=2,

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     pool_max_bytes: int = Field(4 * 2**30, ge=1)
     pool_slots: int | None = Field(None, ge=1)
     # Host tier: validated adapters kept in host memory between the bank and the store.
-    # None: derived at startup from the bank and the available memory (`sizing.plan_host`).
+    # None: derived at startup from the bank and the available memory (`sizing.size_host`).
     host_cache_bytes: int | None = Field(None, ge=0)
     # Background loads of new versions of tasks this replica holds (0 turns them off).
     warm_queue: int = Field(16, ge=0)

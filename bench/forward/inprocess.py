@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from adapters.model import UniPELTModel
 from bench.forward import engine_runners, peft_runners
 from bench.report import RowResult, paired_ratio
-from bench.sizes import Plan, parse_workload
+from bench.sizes import RunSize, parse_workload
 from bench.tasks import LORA_ONLY, TaskSet, stacked_heads
 from bench.timing import Runner
 from bench.workload import Encoder, Workload
@@ -25,7 +25,7 @@ class Spec:
 
 
 def build_specs(
-    plan: Plan,
+    size: RunSize,
     workloads: dict[str, Workload],
     encoder: Encoder,
     apl: TaskSet,
@@ -34,8 +34,8 @@ def build_specs(
     with_peft: bool,
 ) -> tuple[list[Spec], list[str]]:
     """The rows to measure, and notes from the checks made while building them."""
-    b, n_apl = plan.batch, plan.max_tasks
-    n_lora = max(parse_workload(w)[0] for w in plan.peft)
+    b, n_apl = size.batch, size.max_tasks
+    n_lora = max(parse_workload(w)[0] for w in size.peft)
     apl_bank, lora_bank = apl.bank(n_apl), lora.bank(n_lora)
     ceiling = engine_runners.ceiling_runner(apl.backbone, encoder, stacked_heads(apl.weights(1)), b)
     apl_mixed = engine_runners.mixed_runner(model, apl_bank, encoder, b)
@@ -44,11 +44,11 @@ def build_specs(
     rows = [("ceiling", "backbone + 1 head, no PELT (transformers forward)", "-", f"{b}", ceiling)]
     rows += [
         (f"apl_mixed_{w}", "ours, UniPELT APL, mixed-task forward", w, f"{b} mixed", apl_mixed)
-        for w in plan.apl_mixed
+        for w in size.apl_mixed
     ]
     rows += [
         (f"apl_grouped_{w}", "ours, UniPELT APL, grouped by task", w, "per task", apl_grouped)
-        for w in plan.apl_grouped
+        for w in size.apl_grouped
     ]
     rows += [
         (
@@ -58,18 +58,18 @@ def build_specs(
             f"{b} mixed",
             lora_mixed,
         )
-        for w in plan.peft
+        for w in size.peft
     ]
     checks = []
     if with_peft:
         weights = lora.weights(n_lora)
         heads = stacked_heads(weights)
         peft = build_peft_model(lora.backbone, weights, LORA_ONLY.lora_r, LORA_ONLY.lora_alpha)
-        checks.append(_peft_check(model, lora_bank, peft, heads, encoder, workloads, plan))
+        checks.append(_peft_check(model, lora_bank, peft, heads, encoder, workloads, size))
         request = peft_runners.per_request_runner(peft, encoder, heads)
         grouped = peft_runners.grouped_runner(peft, encoder, heads)
         mixed = peft_runners.mixed_runner(peft, encoder, heads, b)
-        for w in plan.peft:
+        for w in size.peft:
             rows += [
                 (f"peft_request_{w}", "PEFT LoRA, set_adapter per request", w, "1", request),
                 (
@@ -90,9 +90,9 @@ def build_specs(
     return [Spec(RowResult(k, label, w, bt), run) for k, label, w, bt, run in rows], checks
 
 
-def _peft_check(model, lora_bank, peft, heads, encoder, workloads, plan) -> str:
+def _peft_check(model, lora_bank, peft, heads, encoder, workloads, size) -> str:
     """Our LoRA-only mixed forward and PEFT's give the same logits on the same weights."""
-    window = workloads[plan.peft[0]].windows(plan.batch)[0]
+    window = workloads[size.peft[0]].windows(size.batch)[0]
     ours = engine_runners.bank_forward(model, lora_bank, encoder)(window)
     theirs = peft_runners.mixed_logits(peft, encoder, heads, window)
     diff = float((ours - theirs).abs().max())
@@ -105,7 +105,7 @@ def _peft_check(model, lora_bank, peft, heads, encoder, workloads, plan) -> str:
 def measure(
     specs: list[Spec],
     workloads: dict[str, Workload],
-    plan: Plan,
+    size: RunSize,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> list[RowResult]:
     """Warm every row on an extra window, then for each window run every row on it, back to
@@ -113,11 +113,11 @@ def measure(
     texts_only = next(iter(workloads.values()))  # the ceiling ignores tasks; texts are shared
 
     def windows(spec: Spec) -> list:
-        return workloads.get(spec.result.workload, texts_only).windows(plan.batch)
+        return workloads.get(spec.result.workload, texts_only).windows(size.batch)
 
     for spec in specs:
         spec.runner(windows(spec)[-1])
-    for index in range(plan.windows):
+    for index in range(size.windows):
         started = time.perf_counter()
         shift = index % len(specs)
         for spec in specs[shift:] + specs[:shift]:
@@ -125,7 +125,7 @@ def measure(
             done = spec.runner(window)
             spec.result.add(len(window), max(done), done)
         log(
-            f"  window {index + 1}/{plan.windows} ({time.perf_counter() - started:.1f} s): "
+            f"  window {index + 1}/{size.windows} ({time.perf_counter() - started:.1f} s): "
             + ", ".join(f"{s.result.key} {s.result.per_window[-1]:.1f}" for s in specs)
         )
     return [s.result for s in specs]

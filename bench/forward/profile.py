@@ -13,7 +13,7 @@ from adapters.model import UniPELTModel
 from bench.forward import engine_runners
 from bench.forward.inprocess import Spec, add_ratios, measure
 from bench.report import RowResult, fmt, table
-from bench.sizes import Plan, parse_workload
+from bench.sizes import RunSize, parse_workload
 from bench.tasks import TaskSet, stacked_heads
 from bench.workload import Encoder, Workload
 
@@ -59,16 +59,16 @@ CATEGORIES = {
 
 
 def profile_section(
-    plan: Plan,
+    size: RunSize,
     workloads: dict[str, Workload],
     encoder: Encoder,
     apl: TaskSet,
     lora: TaskSet,
     model: UniPELTModel,
 ) -> dict:
-    key = max(plan.apl_mixed, key=lambda w: (parse_workload(w)[0], w.endswith("u")))
+    key = max(size.apl_mixed, key=lambda w: (parse_workload(w)[0], w.endswith("u")))
     n, _ = parse_workload(key)
-    b = plan.batch
+    b = size.batch
     log(f"profile on workload {key}: ablation, op table, op count")
     heads = stacked_heads(apl.weights(n))
     specs = [
@@ -86,12 +86,12 @@ def profile_section(
                 engine_runners.mixed_runner(model, bank, encoder, b),
             )
         )
-    rows = measure(specs, {key: workloads[key]}, plan, log)
+    rows = measure(specs, {key: workloads[key]}, size, log)
     add_ratios(rows)
     runners = {s.result.key: s.runner for s in specs}
     names = {"ceiling": "ceiling", "ours APL": "abl_apl"}
     ops = {label: _empty_ops() for label in names}
-    for window in workloads[key].windows(b)[: plan.windows]:
+    for window in workloads[key].windows(b)[: size.windows]:
         for label, row in names.items():  # interleaved, window by window
             _add_ops(ops[label], runners[row], window)
     window = workloads[key].windows(b)[0][:b]

@@ -19,9 +19,9 @@ from service.engine.inference.batcher import DynamicBatcher
 from service.engine.inference.encode import BatchEncoder
 from service.engine.inference.row_checks import check_finite, check_pairing
 from service.engine.inference.runner import BatchRunner, Row, RowResult
-from service.engine.lifecycle.manager import AdapterRegistry
+from service.engine.lifecycle.manager import AdapterManager
 from service.engine.lifecycle.pool import Resident
-from service.engine.lifecycle.sizing import available_memory, plan_host, plan_pool
+from service.engine.lifecycle.sizing import available_memory, size_host, size_pool
 from service.engine.lifecycle.tiers import build_tiers
 from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
 from service.engine.lifecycle.warmer import Warmer
@@ -59,7 +59,7 @@ class Engine:
         # A cast copy when the dtype differs: the caller's backbone is never changed.
         self.model = UniPELTModel(backbone.with_dtype(self.dtype)).to(self.device).eval()
         self.sizes = bank_sizes(settings)
-        self.plan = plan_pool(
+        self.pool_size = size_pool(
             settings.pool_max_bytes,
             backbone.dims,
             self.sizes,
@@ -67,11 +67,11 @@ class Engine:
             max_slots=settings.pool_slots,
         )
         self.bank = TaskBank.allocate(
-            self.plan.slots, backbone.dims, self.sizes, self.device, self.dtype, lazy=True
+            self.pool_size.slots, backbone.dims, self.sizes, self.device, self.dtype, lazy=True
         )
-        self.host_plan = plan_host(
+        self.host_size = size_host(
             settings.host_cache_bytes,
-            self.plan.bank_bytes,
+            self.pool_size.bank_bytes,
             bank_on_host=self.device.type == "cpu",
             available=available_memory(),
         )
@@ -80,27 +80,27 @@ class Engine:
             backbone,
             metrics,
             self.bank,
-            self.host_plan.budget,
+            self.host_size.budget,
             pin_host=self.device.type == "cuda",
             live_cache_ttl_s=settings.live_cache_ttl_s,
         )
         self.pool, self.host_cache = self.tiers.pool, self.tiers.host
         self.loader, self.resolver = self.tiers.loader, self.tiers.resolver
         self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
-        metrics.pool_slots.set(self.plan.slots)
+        metrics.pool_slots.set(self.pool_size.slots)
         log.info(
             "adapter pool: %d slots of %d bytes (UNIPELT_POOL_MAX_BYTES=%d); host tier %d "
             "bytes (%s)",
-            self.plan.slots,
-            self.plan.slot_bytes,
-            self.plan.budget,
-            self.host_plan.budget,
-            self.host_plan.source,
+            self.pool_size.slots,
+            self.pool_size.slot_bytes,
+            self.pool_size.budget,
+            self.host_size.budget,
+            self.host_size.source,
         )
         self.check_upload = UploadCheck(
             settings, backbone, self.model, self.tokenizer, self.device, self.dtype
         )
-        self.adapters = AdapterRegistry(
+        self.adapters = AdapterManager(
             store, self.resolver, self.loader, self.check_upload, metrics
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -135,11 +135,11 @@ class Engine:
     def pool_status(self) -> dict:
         """The bank plan and what the tiers hold now (for /readyz)."""
         return {
-            **self.plan.describe(),
+            **self.pool_size.describe(),
             "resident": len(self.pool),
             "host_adapters": len(self.host_cache),
             "host_bytes": self.host_cache.nbytes,
-            **self.host_plan.describe(),
+            **self.host_size.describe(),
         }
 
     # ---- predict: the one way in ----------------------------------------------------------

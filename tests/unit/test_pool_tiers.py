@@ -17,8 +17,8 @@ from service.engine.lifecycle.pool import AdapterPool
 from service.engine.lifecycle.sizing import (
     PoolBudgetError,
     available_memory,
-    plan_host,
-    plan_pool,
+    size_host,
+    size_pool,
     slot_bytes,
 )
 from service.engine.lifecycle.warmer import Warmer
@@ -46,13 +46,13 @@ def test_slot_bytes_is_the_allocated_bank_per_slot(tiny_bert):
     assert slot_bytes(tiny_bert.dims, sizes, torch.bfloat16) < per_slot
 
 
-def test_plan_derives_slots_from_budget_and_refuses_too_small(tiny_bert):
+def test_pool_size_derives_slots_from_budget_and_refuses_too_small(tiny_bert):
     sizes = BankSizes()
     per_slot = slot_bytes(tiny_bert.dims, sizes, torch.float32)
-    assert plan_pool(10 * per_slot + 5, tiny_bert.dims, sizes).slots == 10
-    assert plan_pool(10 * per_slot, tiny_bert.dims, sizes, max_slots=4).slots == 4
+    assert size_pool(10 * per_slot + 5, tiny_bert.dims, sizes).slots == 10
+    assert size_pool(10 * per_slot, tiny_bert.dims, sizes, max_slots=4).slots == 4
     with pytest.raises(PoolBudgetError, match=r"UNIPELT_POOL_MAX_BYTES=.*UNIPELT_POOL_MAX_LORA"):
-        plan_pool(per_slot - 1, tiny_bert.dims, sizes)
+        size_pool(per_slot - 1, tiny_bert.dims, sizes)
 
 
 def test_default_budget_holds_a_thousand_minilm_tasks(minilm):
@@ -62,8 +62,8 @@ def test_default_budget_holds_a_thousand_minilm_tasks(minilm):
     sizes = BankSizes(
         s.pool_max_lora_rank, s.pool_max_bottleneck, s.pool_max_prefix_length, s.pool_max_labels
     )
-    plan = plan_pool(s.pool_max_bytes, minilm.dims, sizes, max_slots=s.pool_slots)
-    assert plan.slots >= 1000, plan
+    size = size_pool(s.pool_max_bytes, minilm.dims, sizes, max_slots=s.pool_slots)
+    assert size.slots >= 1000, size
 
 
 def test_resident_keeps_no_weights(tiny_bert, task):
@@ -132,15 +132,15 @@ def test_eviction_hands_over_the_victim_while_its_slot_still_holds_it(tiny_bert,
 
 def test_host_budget_is_a_multiple_of_the_bank_within_a_share_of_memory():
     mib = 2**20
-    assert plan_host(None, 100 * mib, False, 1000 * mib).budget == 200 * mib  # 2 x bank
-    assert plan_host(None, 100 * mib, False, 400 * mib).budget == 100 * mib  # 25% of memory
-    assert plan_host(None, 100 * mib, True, 500 * mib).budget == 100 * mib  # less a CPU bank
-    assert plan_host(None, 100 * mib, True, 50 * mib).budget == 0
-    assert plan_host(None, 100 * mib, False, None).budget == 200 * mib
-    assert plan_host(None, 2**30, False, None).budget == 2**30  # unknown memory: 1 GiB at most
-    set_by_hand = plan_host(5, 100 * mib, True, 1000 * mib)
+    assert size_host(None, 100 * mib, False, 1000 * mib).budget == 200 * mib  # 2 x bank
+    assert size_host(None, 100 * mib, False, 400 * mib).budget == 100 * mib  # 25% of memory
+    assert size_host(None, 100 * mib, True, 500 * mib).budget == 100 * mib  # less a CPU bank
+    assert size_host(None, 100 * mib, True, 50 * mib).budget == 0
+    assert size_host(None, 100 * mib, False, None).budget == 200 * mib
+    assert size_host(None, 2**30, False, None).budget == 2**30  # unknown memory: 1 GiB at most
+    set_by_hand = size_host(5, 100 * mib, True, 1000 * mib)
     assert set_by_hand.budget == 5 and set_by_hand.source == "UNIPELT_HOST_CACHE_BYTES"
-    assert "25% of 1000 MiB available" in plan_host(None, mib, False, 1000 * mib).source
+    assert "25% of 1000 MiB available" in size_host(None, mib, False, 1000 * mib).source
     memory = available_memory()
     assert memory is not None and memory > 0
 

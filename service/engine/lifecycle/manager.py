@@ -1,4 +1,4 @@
-"""Adapter management behind one facade: upload, list, get, roll back, delete, resolve.
+"""Adapter management behind one facade: upload, list, get, roll back, delete.
 
 Routes parse a request, call one method here and map the result; they never see the store.
 Every write applies its committed live state (with its generation) to this replica's resolver
@@ -75,7 +75,7 @@ def _method_name(method: Any) -> str | None:
         return None
 
 
-class AdapterRegistry:
+class AdapterManager:
     """The one entry point for managing adapters; methods run their blocking work off the
     event loop."""
 
@@ -161,10 +161,6 @@ class AdapterRegistry:
 
     def _delete(self, task: str) -> None:
         self.resolver.apply(self.store.delete_task(task))
-
-    async def resolve(self, task: str) -> int:
-        """The live version this replica serves for `task` (UnknownTaskError when none)."""
-        return await asyncio.to_thread(self.resolver.live_version, task)
 
     async def store_reachable(self) -> bool:
         reachable = await asyncio.to_thread(self.store.ping)

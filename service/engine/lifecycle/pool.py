@@ -1,7 +1,7 @@
 """The device tier: a fixed set of bank slots with LRU eviction, and pinning.
 
 Every slot has the same size (the largest adapter the server accepts), so the slot count,
-derived from a byte budget at startup (`sizing.plan_pool`), is the only bound. A resident
+derived from a byte budget at startup (`sizing.size_pool`), is the only bound. A resident
 keeps the manifest and config only: its weights live in the bank, nowhere else.
 """
 

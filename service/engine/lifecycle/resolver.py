@@ -68,9 +68,6 @@ class AdapterResolver:
             raise UnknownTaskError(f"no adapter is uploaded for task {task!r}")
         return version
 
-    def cached(self, task: str) -> LiveEntry | None:
-        return self._live.get(task)
-
     def _lookup(self, task: str) -> int | None:
         """Ask the store and apply its answer; the cached version afterwards."""
         started = time.monotonic()

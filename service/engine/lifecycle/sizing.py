@@ -16,7 +16,7 @@ class PoolBudgetError(ValueError):
 
 
 @dataclass(frozen=True)
-class PoolPlan:
+class PoolSize:
     """The bank a replica allocates: `slots` slots of `slot_bytes` each within `budget`."""
 
     slots: int
@@ -53,13 +53,13 @@ def _tensor_bytes(value: object, depth: int = 0) -> int:
     return 0
 
 
-def plan_pool(
+def size_pool(
     budget: int,
     dims: BackboneDims,
     sizes: BankSizes,
     dtype: torch.dtype = torch.float32,
     max_slots: int | None = None,
-) -> PoolPlan:
+) -> PoolSize:
     """Slots = budget // slot bytes (capped by `max_slots`). A budget that cannot hold one
     adapter of the largest allowed sizes is a configuration error naming the settings."""
     per_slot = slot_bytes(dims, sizes, dtype)
@@ -75,7 +75,7 @@ def plan_pool(
         )
     if max_slots is not None:
         slots = min(slots, max_slots)
-    return PoolPlan(slots=slots, slot_bytes=per_slot, budget=budget)
+    return PoolSize(slots=slots, slot_bytes=per_slot, budget=budget)
 
 
 # The host tier's default: this many times the bank's bytes (its images are at each task's own
@@ -87,7 +87,7 @@ HOST_FALLBACK_BYTES = 2**30  # when the available memory cannot be read
 
 
 @dataclass(frozen=True)
-class HostPlan:
+class HostSize:
     """The host tier's byte budget and where it came from."""
 
     budget: int
@@ -97,21 +97,21 @@ class HostPlan:
         return {"host_budget_bytes": self.budget, "host_budget_from": self.source}
 
 
-def plan_host(
+def size_host(
     setting: int | None, bank_bytes: int, bank_on_host: bool, available: int | None
-) -> HostPlan:
+) -> HostSize:
     """`UNIPELT_HOST_CACHE_BYTES` when set, else min(HOST_BANK_MULTIPLE x the bank's bytes,
     HOST_MEMORY_SHARE of the `available` memory left once a CPU bank is full)."""
     if setting is not None:
-        return HostPlan(setting, "UNIPELT_HOST_CACHE_BYTES")
+        return HostSize(setting, "UNIPELT_HOST_CACHE_BYTES")
     wanted = HOST_BANK_MULTIPLE * bank_bytes
     if available is None:
-        return HostPlan(min(wanted, HOST_FALLBACK_BYTES), "default (available memory unknown)")
+        return HostSize(min(wanted, HOST_FALLBACK_BYTES), "default (available memory unknown)")
     room = int(HOST_MEMORY_SHARE * max(0, available - (bank_bytes if bank_on_host else 0)))
     share = f"{HOST_MEMORY_SHARE:.0%} of {available >> 20} MiB available"
     if bank_on_host:
         share += " less the bank"
-    return HostPlan(min(wanted, room), f"min({HOST_BANK_MULTIPLE} x bank bytes, {share})")
+    return HostSize(min(wanted, room), f"min({HOST_BANK_MULTIPLE} x bank bytes, {share})")
 
 
 def available_memory() -> int | None:

@@ -48,7 +48,7 @@ class UploadCheck:
         return artifact
 
     def check_limits(self, artifact: Artifact) -> None:
-        """Within these limits an adapter fits a bank slot by construction (`plan_pool`)."""
+        """Within these limits an adapter fits a bank slot by construction (`size_pool`)."""
         used, s = artifact.config.used_sizes, self.settings
         limits = [  # (name in the artifact, its value, the setting that bounds it)
             ("lora_r", used.lora_r, "pool_max_lora_rank"),

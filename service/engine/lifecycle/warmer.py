@@ -56,10 +56,6 @@ class Warmer:
             self._closed = True
             self._cond.notify_all()
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
     def on_event(self, event: StoreEvent) -> None:
         """The store subscription's callback."""
         task = event.task
