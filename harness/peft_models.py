@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,7 +33,12 @@ def make_peft_adapter(
     """Save a LoRA adapter whose LoRA and head weights are all random; return the PeftModel."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    options = {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"], **lora}
+    options: dict[str, Any] = {
+        "r": 4,
+        "lora_alpha": 8,
+        "target_modules": ["query", "value"],
+        **lora,
+    }
     config = LoraConfig(task_type=TaskType.SEQ_CLS, lora_dropout=0.0, **options)
     model = get_peft_model(base_classifier(base_path, num_labels, seed), config)
     with torch.no_grad():
@@ -88,13 +94,17 @@ def build_peft_model(backbone: Backbone, weights: list[dict[str, Tensor]], rank:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=["query", "value"]
+        r=rank,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # annotated int; PEFT scales by alpha / r
+        lora_dropout=0.0,
+        target_modules=["query", "value"],
     )
     base = copy.deepcopy(backbone.model)
     model = get_peft_model(base, config, adapter_name=adapter_name(0))
     for task in range(1, len(weights)):
         model.add_adapter(adapter_name(task), config)
-    layers = model.get_base_model().encoder.layer
+    base_model: Any = model.get_base_model()  # a transformers model: attributes are dynamic
+    layers = base_model.encoder.layer
     with torch.no_grad():
         for task, w in enumerate(weights):
             name = adapter_name(task)

@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"| dtype | {spec.main_metric} | max abs diff vs float32 | bound | same prediction |")
     print("|---|---|---|---|---|")
     for r in rows:
-        same = "" if r["same_prediction_pct"] is None else f"{r['same_prediction_pct']:.2f}%"
+        pct = "" if r["same_prediction_pct"] is None else f"{r['same_prediction_pct']:.2f}%"
         print(
             f"| {r['dtype']} | {r['metric']:.2f} | {r['max_abs_diff']:.2e} | "
-            f"{r['bound']:.2e} | {same} |"
+            f"{r['bound']:.2e} | {pct} |"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -22,10 +22,11 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,7 +39,7 @@ from bench.tasks import TaskSet
 from bench.workload import load_texts
 from service.engine.inference.batcher import DynamicBatcher
 from service.engine.inference.encode import BatchEncoder
-from service.engine.inference.runner import BatchRunner, Row
+from service.engine.inference.runner import BatchRunner, Row, RowResult
 from service.engine.lifecycle.pool import Resident
 from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
@@ -93,8 +94,10 @@ async def window(
     mode: str, runner: BatchRunner, residents: list[Resident], texts: list[str], args
 ) -> Window:
     metrics = Metrics()
-    stages = {"one thread": (_rows, runner.run), "prepare thread": (runner.prepare, runner.execute)}
-    batcher = DynamicBatcher(*stages[mode], metrics, args.batch, 5.0, "mixed", max_queue=10**6)
+    one_thread = mode == "one thread"
+    prepare: Callable[[list[Row]], Any] = _rows if one_thread else runner.prepare
+    run: Callable[[Any], list[RowResult | Exception]] = runner.run if one_thread else runner.execute
+    batcher = DynamicBatcher(prepare, run, metrics, args.batch, 5.0, "mixed", max_queue=10**6)
     batcher.start()
     rng = random.Random(len(texts))
     done = 0

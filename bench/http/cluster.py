@@ -94,7 +94,9 @@ def drive(
     return asyncio.run(_drive(url, requests, concurrency, max_seconds))
 
 
-async def _drive(url, requests, concurrency, max_seconds):
+async def _drive(
+    url: str, requests: list[Request], concurrency: int, max_seconds: float
+) -> tuple[int, float, list[float], Counter]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     statuses: Counter = Counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from adapters.artifact import parse_artifact
 from adapters.bank import BankSizes, TaskBank
@@ -40,7 +41,9 @@ def _measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, url: str) ->
     bank = TaskBank.allocate(slots, backbone.dims, BankSizes())  # the service's default limits
     tiers = build_tiers(store, backbone, Metrics(), bank, host_bytes=0)  # no host tier
     pool, resolver = tiers.pool, tiers.resolver
-    first, later, hits = [], [], 0
+    first: list[float] = []
+    later: list[float] = []
+    hits = 0
     for p in range(passes):
         for name in names:
             hits += any(key[0] == name for key in pool.keys())  # noqa: SIM118
@@ -51,7 +54,7 @@ def _measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, url: str) ->
     steps = _breakdown(store, names, backbone, bank, tasks)
     client.close()
     every = first + later
-    result = {
+    result: dict[str, Any] = {
         "tasks": n_tasks,
         "pool_slots": slots,
         "passes": passes,

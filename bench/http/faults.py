@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from adapters.backbone import load_backbone
 
     backbone = load_backbone()
-    summary = {}
+    summary: dict = {}
     with tempfile.TemporaryDirectory(prefix="unipelt-faults-") as tmp:
         redis = RedisHolder(Path(tmp) / "redis")
         slot = ServiceSlot(Path(tmp) / "service", redis)

@@ -25,7 +25,7 @@ def load(out: Path) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
-    by = defaultdict(dict)
+    by: defaultdict[tuple[str, int], dict[tuple[str, int], dict]] = defaultdict(dict)
     for r in records:
         by[(r["task"], r["k"])][(r["impl"], r["seed"])] = r
     parts = []
