@@ -32,8 +32,8 @@ def parse_labels(text: str | None) -> list[str] | None:
     if text.lstrip().startswith("["):
         try:
             labels = json.loads(text)
-        except ValueError as exc:
-            raise ArtifactError(f"labels is not a JSON list: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ArtifactError(f"labels is not a JSON list ({type(exc).__name__})") from exc
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise ArtifactError("labels must be a JSON list of strings")
         return labels
