@@ -34,16 +34,18 @@ class Header:
 
 @dataclass(frozen=True)
 class Limits:
-    """Largest LoRA rank and label count accepted; `source` names the settings behind them."""
+    """Largest LoRA rank and label count accepted, and the settings that set them (if any)."""
 
     max_lora_rank: int = C.MAX_LORA_RANK
     max_labels: int = C.MAX_LABELS
-    source: str = ""
+    rank_setting: str = ""
+    labels_setting: str = ""
 
-    def refuse(self, what: str, limit: int) -> ArtifactError:
-        """`what`: "r=20 exceeds", "5000 labels exceed"."""
-        where = f" ({self.source})" if self.source else ""
-        return ArtifactError(f"PEFT adapter: {what} the limit of {limit}{where}")
+
+def _over(what: str, limit: int, setting: str) -> ArtifactError:
+    """`what`: "r=20 exceeds", "5000 labels exceed"."""
+    where = f" ({setting})" if setting else ""
+    return ArtifactError(f"PEFT adapter: {what} the limit of {limit}{where}")
 
 
 def _invalid(reason: str) -> ArtifactError:
@@ -95,7 +97,7 @@ def check_entries(
 ) -> int:
     """Refuse any tensor the conversion would not apply exactly; return the label count."""
     if settings.r > limits.max_lora_rank:
-        raise limits.refuse(f"r={settings.r} exceeds", limits.max_lora_rank)
+        raise _over(f"r={settings.r} exceeds", limits.max_lora_rank, limits.rank_setting)
     num_labels = _check_head(header.entries, layout, dims, limits)
     head = {key: ours for ours, key in layout.keys().items()}
     lora_halves: dict[tuple[int, str], set[str]] = {}
@@ -166,7 +168,7 @@ def _check_head(
             f"PEFT head out {out_w.shape} / {out_b.shape} is not a head on hidden size {d}"
         )
     if n > limits.max_labels:
-        raise limits.refuse(f"{n} labels exceed", limits.max_labels)
+        raise _over(f"{n} labels exceed", limits.max_labels, limits.labels_setting)
     dense = {ours: entries.get(keys[ours]) for ours in ("head_dense_w", "head_dense_b")}
     for ours, shape in (("head_dense_w", (d, d)), ("head_dense_b", (d,))):
         entry = dense[ours]

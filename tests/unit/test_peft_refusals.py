@@ -20,9 +20,9 @@ from adapters.backbone import Backbone, load_backbone
 from adapters.errors import ArtifactError
 from adapters.peft_header import Limits
 from adapters.peft_import import ImportOptions, import_peft, read_peft_dir
-from service.engine.peft_upload import parse_labels
+from harness.peft_models import base_classifier, make_peft_adapter, peft_logits, saved_encoder
+from service.engine.lifecycle.peft_upload import parse_labels
 from tests.conftest import tiny_backbone
-from tests.peft_helpers import base_classifier, make_peft_adapter, peft_logits, saved_encoder
 
 pytest.importorskip("peft")
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def test_bad_labels_field_is_refused(text):
 
 # ---- G3: sizes are checked against the limits before anything is allocated -----------------
 def test_rank_and_labels_over_the_limits_are_refused(bert, query_only):
-    small = Limits(max_lora_rank=2, max_labels=8, source="UNIPELT_POOL_MAX_LORA_RANK")
+    small = Limits(max_lora_rank=2, rank_setting="UNIPELT_POOL_MAX_LORA_RANK")
     assert "r=4 exceeds the limit of 2 (UNIPELT_POOL" in refused(
         read_peft_dir(query_only), bert, limits=small
     )

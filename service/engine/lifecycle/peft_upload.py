@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from adapters.artifact import serialize
 from adapters.backbone import Backbone
 from adapters.errors import ArtifactError
+from adapters.peft_header import Limits
 from adapters.peft_import import ImportOptions, import_peft
 
 
@@ -40,9 +41,12 @@ def parse_labels(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",")]
 
 
-def peft_artifact_bytes(upload: PeftUpload, backbone: Backbone) -> tuple[bytes, bytes]:
+def peft_artifact_bytes(
+    upload: PeftUpload, backbone: Backbone, limits: Limits
+) -> tuple[bytes, bytes]:
     """(manifest JSON, safetensors) of the converted adapter; refusals raise ArtifactError."""
     options = ImportOptions(
+        limits=limits,
         task=upload.task,
         labels=parse_labels(upload.labels),
         text_pair=upload.text_pair,
