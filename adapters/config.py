@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from adapters.constants import MAX_LORA_SCALING
+from adapters.constants import (
+    MAX_BOTTLENECK,
+    MAX_LORA_RANK,
+    MAX_LORA_SCALING,
+    MAX_PREFIX_LENGTH,
+)
 from adapters.errors import ConfigError
 
 NON_LINEARITIES = ("relu", "gelu", "tanh", "swish")
@@ -47,7 +52,11 @@ class MethodConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.lora_r > 1024 or self.bottleneck > 8192 or self.prefix_length > 512:
+        if (
+            self.lora_r > MAX_LORA_RANK
+            or self.bottleneck > MAX_BOTTLENECK
+            or self.prefix_length > MAX_PREFIX_LENGTH
+        ):
             raise ConfigError(
                 f"sizes too large: lora_r={self.lora_r}, bottleneck={self.bottleneck}, "
                 f"prefix_length={self.prefix_length}"

@@ -32,6 +32,8 @@ MAX_PARAMETERS = 10**12
 # Bounds on the safetensors header (the tensor index plus any __metadata__), in bytes.
 MAX_WEIGHTS_HEADER_BYTES = 1 << 20
 MAX_WEIGHTS_METADATA_BYTES = 64 << 10
+# The largest sizes a method config may declare.
+MAX_LORA_RANK, MAX_BOTTLENECK, MAX_PREFIX_LENGTH = 1024, 8192, 512
 # The largest constant LoRA scale lora_alpha / lora_r an artifact may carry.
 MAX_LORA_SCALING = 1000.0
 

@@ -8,7 +8,7 @@ exact zeros. Anything else is refused with the reason.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from adapters.backbone import Backbone, resolve_backbone_path
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError, BackboneError, BackboneMismatchError
 from adapters.manifest import Manifest, TokenizerSettings
+from adapters.peft_header import Limits, check_entries, read_header
 
 _PLACEHOLDER_SHA = "0" * 64
 
@@ -37,6 +38,7 @@ class ImportOptions:
     # Load `base_model_name_or_path` to compare fingerprints when it is a local model other
     # than the backbone (the command line does; a server never loads paths from uploads).
     load_base_model: bool = False
+    limits: Limits = field(default_factory=Limits)  # a server passes its bank's sizes
 
 
 def read_peft_dir(directory: Path) -> tuple[bytes, bytes]:
@@ -53,22 +55,24 @@ def read_peft_dir(directory: Path) -> tuple[bytes, bytes]:
 def import_peft(
     config_bytes: bytes, weights_bytes: bytes, backbone: Backbone, options: ImportOptions
 ) -> tuple[Manifest, dict[str, Tensor]]:
-    """Our manifest (sha256 not yet filled in) and float32 weights for a PEFT adapter."""
+    """Our manifest (sha256 not yet filled in) and float32 weights for a PEFT adapter.
+
+    Config, tensor names, dtypes and shapes, labels and metadata are all checked (against
+    `options.limits` too) before any tensor is loaded or allocated."""
     config = parse_config(config_bytes)
-    r, alpha = P.check_config(config)
-    raw, metadata = _safetensors(weights_bytes)
-    check_base_model(config, metadata, backbone, options.load_base_model)
+    settings = P.check_config(config)
+    header = read_header(weights_bytes)
+    check_base_model(config, header.metadata, backbone, options.load_base_model)
     layout = P.head_layout(backbone.config.model_type)
-    weights = {**_lora_weights(raw, backbone, layout, r), **_head_weights(raw, backbone, layout)}
-    leftover = sorted(set(raw) - _used_keys(raw, layout))
-    if leftover:
-        raise ArtifactError(
-            f"PEFT adapter not representable: tensors {leftover[:5]} are neither LoRA on "
-            "query/value nor the classification head"
-        )
-    num_labels = weights["head_out_b"].shape[0]
+    num_labels = check_entries(header, settings, layout, backbone.dims, options.limits)
+    labels = _labels(options.labels, header.metadata, num_labels)
+    raw = _load(weights_bytes)
+    weights = {
+        **_lora_weights(raw, backbone, settings.r),
+        **_head_weights(raw, backbone, layout),
+    }
     try:
-        manifest = _manifest(options, r, alpha, num_labels, metadata, weights, backbone)
+        manifest = _manifest(options, settings, labels, header.metadata, weights, backbone)
     except ValidationError as exc:
         raise ArtifactError(f"converted manifest is invalid: {exc.errors()[0]['msg']}") from exc
     return manifest, check_tensors(manifest, weights, backbone)
@@ -76,23 +80,21 @@ def import_peft(
 
 def _manifest(
     options: ImportOptions,
-    r: int,
-    alpha: float,
-    num_labels: int,
+    settings: P.LoraSettings,
+    labels: list[str],
     metadata: dict[str, str],
     weights: dict[str, Tensor],
     backbone: Backbone,
 ) -> Manifest:
+    max_length = _meta(options.max_length, metadata, P.META_MAX_LENGTH, 128, int)
+    text_pair = _meta(options.text_pair, metadata, P.META_TEXT_PAIR, False, bool)
     return Manifest(
         task=options.task,
-        method=MethodConfig.preset("l", lora_r=r, lora_alpha=alpha).to_dict(),
-        problem_type="regression" if num_labels == 1 else "classification",
-        label_names=_labels(options.labels, metadata, num_labels),
+        method=MethodConfig.preset("l", lora_r=settings.r, lora_alpha=settings.alpha).to_dict(),
+        problem_type="classification" if labels else "regression",
+        label_names=labels,
         backbone=backbone_identity(backbone),
-        tokenizer=TokenizerSettings(
-            max_length=_meta(options.max_length, metadata, P.META_MAX_LENGTH, 128),
-            text_pair=_meta(options.text_pair, metadata, P.META_TEXT_PAIR, False),
-        ),
+        tokenizer=TokenizerSettings(max_length=max_length, text_pair=text_pair),
         trainable_parameters=sum(t.numel() for t in weights.values()),
         weights_sha256=_PLACEHOLDER_SHA,
     )
@@ -153,90 +155,49 @@ def parse_config(data: bytes) -> dict:
     return config
 
 
-def _safetensors(data: bytes) -> tuple[dict[str, Tensor], dict[str, str]]:
+def _load(data: bytes) -> dict[str, Tensor]:
     try:
-        raw = load_safetensors(data)
+        return load_safetensors(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{P.WEIGHTS_FILE} is not a valid safetensors file: {exc}") from exc
-    return raw, _metadata(data)
 
 
-def _metadata(data: bytes) -> dict[str, str]:
-    header_len = int.from_bytes(data[:8], "little")
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (ValueError, RecursionError) as exc:
-        raise ArtifactError(f"{P.WEIGHTS_FILE} has an unreadable header: {exc}") from exc
-    meta = header.get("__metadata__") or {}
-    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
-
-
-def _lora_weights(
-    raw: dict[str, Tensor], backbone: Backbone, layout: P.HeadLayout, r: int
-) -> dict[str, Tensor]:
-    """Ours: A (L, d, r), B (L, r, d) = PEFT's lora_A.weight.T, lora_B.weight.T per layer."""
+def _lora_weights(raw: dict[str, Tensor], backbone: Backbone, r: int) -> dict[str, Tensor]:
+    """Ours: A (L, d, r), B (L, r, d) = PEFT's lora_A.weight.T, lora_B.weight.T per layer
+    (names, layers and shapes were checked from the header)."""
     L, d = backbone.dims.layers, backbone.dims.hidden
     out: dict[str, Tensor] = {}
     for p in P.PROJ.values():
         out[f"lora_{p}_A"], out[f"lora_{p}_B"] = torch.zeros(L, d, r), torch.zeros(L, r, d)
-    found = 0
     for key, tensor in raw.items():
         m = P.LORA_KEY.match(key)
-        if m is None:
-            continue
-        if m["base"] != layout.base:
-            raise ArtifactError(
-                f"PEFT adapter not representable: {key} is for a {m['base']!r} model, "
-                f"this backbone is {layout.base!r}"
-            )
-        layer = int(m["layer"])
-        if layer >= L:
-            raise BackboneMismatchError(f"{key}: layer {layer}, the backbone has {L} layers")
-        name = f"lora_{P.PROJ[m['proj']]}_{m['part']}"
-        want = (r, d) if m["part"] == "A" else (d, r)
-        if tuple(tensor.shape) != want:
-            raise ArtifactError(
-                f"{key} has shape {tuple(tensor.shape)}, expected {want} (r={r}, hidden={d})"
-            )
-        out[name][layer] = tensor.float().t()
-        found += 1
-    if not found:
-        raise ArtifactError("PEFT adapter holds no LoRA weights on query or value")
+        if m is not None:
+            out[f"lora_{P.PROJ[m['proj']]}_{m['part']}"][int(m["layer"])] = tensor.float().t()
     return out
 
 
 def _head_weights(
     raw: dict[str, Tensor], backbone: Backbone, layout: P.HeadLayout
 ) -> dict[str, Tensor]:
+    """The head; BERT's dense layer is the backbone's pooler where the adapter lacks it, as
+    PEFT (which loads such tensors into the base model) would have it."""
     keys = layout.keys()
-    if keys["head_out_w"] not in raw or keys["head_out_b"] not in raw:
-        raise ArtifactError(
-            f"PEFT adapter has no trained classification head ({keys['head_out_w']}): "
-            "train it through modules_to_save"
-        )
-    dense: dict[str, Any] = {n: raw.get(keys[n]) for n in ("head_dense_w", "head_dense_b")}
-    if any(t is None for t in dense.values()):
-        pooler = getattr(backbone.model, "pooler", None)
-        if not layout.dense_from_backbone or pooler is None:
-            raise ArtifactError(f"PEFT adapter lacks the head's dense layer {keys['head_dense_w']}")
-        dense = {"head_dense_w": pooler.dense.weight, "head_dense_b": pooler.dense.bias}
-    out_w = raw[keys["head_out_w"]]
-    d = backbone.dims.hidden
-    if out_w.dim() != 2 or out_w.shape[1] != d or tuple(dense["head_dense_w"].shape) != (d, d):
-        raise ArtifactError(
-            f"PEFT head shapes dense {tuple(dense['head_dense_w'].shape)}, out "
-            f"{tuple(out_w.shape)} are not a head on hidden size {d}"
-        )
+    pooler = getattr(backbone.model, "pooler", None)
+    fallback: dict[str, Any] = {}
+    if layout.dense_from_backbone and pooler is not None:
+        fallback = {"head_dense_w": pooler.dense.weight, "head_dense_b": pooler.dense.bias}
+    dense: dict[str, Tensor] = {}
+    for name in ("head_dense_w", "head_dense_b"):
+        tensor = raw.get(keys[name], fallback.get(name))
+        if tensor is None:
+            raise ArtifactError(f"PEFT adapter lacks the head's dense layer {keys[name]}")
+        dense[name] = tensor.detach().float()
     return {
-        "head_dense_w": dense["head_dense_w"].detach().float().t().contiguous(),
-        "head_dense_b": dense["head_dense_b"].detach().float().clone(),
-        "head_out_w": out_w.float().t().contiguous(),
+        "head_dense_w": dense["head_dense_w"].t().contiguous(),
+        "head_dense_b": dense["head_dense_b"].clone(),
+        "head_out_w": raw[keys["head_out_w"]].float().t().contiguous(),
         "head_out_b": raw[keys["head_out_b"]].float(),
     }
-
-
-def _used_keys(raw: dict[str, Tensor], layout: P.HeadLayout) -> set[str]:
-    return {k for k in raw if P.LORA_KEY.match(k)} | set(layout.keys().values())
 
 
 def _labels(given: list[str] | None, metadata: dict[str, str], num_labels: int) -> list[str]:
@@ -244,21 +205,29 @@ def _labels(given: list[str] | None, metadata: dict[str, str], num_labels: int) 
         if given:
             raise ArtifactError("the head has one output (regression): it takes no --labels")
         return []
-    if given is None and P.META_LABELS in metadata:
-        given = _meta(None, metadata, P.META_LABELS, None)
+    if given is None:
+        given = _meta(None, metadata, P.META_LABELS, None, list)
     if given is None:
         return [f"LABEL_{i}" for i in range(num_labels)]
+    if not all(isinstance(x, str) for x in given):
+        raise ArtifactError("labels must be a list of strings")
     if len(given) != num_labels:
         raise ArtifactError(f"{len(given)} labels given but the head has {num_labels} outputs")
     return list(given)
 
 
-def _meta(given, metadata: dict[str, str], key: str, default):
+def _meta(given, metadata: dict[str, str], key: str, default, kind: type):
+    """`given` if set, else the JSON value our export recorded under `key` (of type `kind`)."""
     if given is not None:
         return given
     if key not in metadata:
         return default
     try:
-        return json.loads(metadata[key])
-    except ValueError as exc:
-        raise ArtifactError(f"{P.WEIGHTS_FILE} metadata {key} is not JSON: {exc}") from exc
+        value = json.loads(metadata[key])
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(
+            f"{P.WEIGHTS_FILE} metadata {key} is not JSON ({type(exc).__name__})"
+        ) from exc
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ArtifactError(f"{P.WEIGHTS_FILE} metadata {key} must be a JSON {kind.__name__}")
+    return value

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     pool_max_prefix_length: int = Field(C.BANK_PREFIX_LENGTH, ge=1)
     pool_max_labels: int = Field(C.BANK_LABELS, ge=1)
     live_cache_ttl_s: float = Field(30.0, ge=0)
+    # Threads for blocking store calls, and for converting and validating uploads (each
+    # holds a whole artifact in memory): their own pools, never the default executor.
+    store_workers: int = Field(4, ge=1, le=64)
+    upload_workers: int = Field(2, ge=1, le=16)
 
     # The whole body of an upload request (both files and their multipart framing).
     max_upload_bytes: int = Field(64 * 2**20, ge=1)

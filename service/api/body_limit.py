@@ -38,7 +38,7 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope.get("path", ""), scope.get("method", "GET"))
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit.max_bytes:
-            await response_for(limit.refusal())(scope, receive, send)
+            await response_for(limit.refusal(), scope.get("path", ""))(scope, receive, send)
             return
         state = {"received": 0, "exceeded": False, "started": False}
 
@@ -59,4 +59,4 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, guarded_send)
         if state["exceeded"] and not state["started"]:
-            await response_for(limit.refusal())(scope, receive, send)
+            await response_for(limit.refusal(), scope.get("path", ""))(scope, receive, send)

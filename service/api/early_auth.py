@@ -61,6 +61,6 @@ class EarlyAuthMiddleware:
             try:
                 check_token(self.settings, authorization)
             except UnauthorizedError as exc:
-                await response_for(exc)(scope, receive, send)
+                await response_for(exc, scope.get("path", ""))(scope, receive, send)
                 return
         await self.app(scope, receive, send)

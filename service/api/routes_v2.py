@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from adapters.manifest import Manifest
 from service.api.deps import EngineDep, SettingsDep, TaskName, require_read
+from service.api.error_handlers import protocol_error, short_errors
 from service.api.inputs import checked_inputs
 from service.api.schemas import TextItem
 from service.api.v2_codec import (
@@ -28,7 +29,13 @@ from service.api.v2_codec import (
     parse_infer_request,
 )
 from service.engine.engine import Engine
-from service.errors import INTERNAL, ErrorStatus, UnknownVersionError, status_of
+from service.errors import (
+    INTERNAL,
+    ErrorStatus,
+    InvalidInputError,
+    UnknownVersionError,
+    status_of,
+)
 from service.settings import Settings
 
 log = logging.getLogger("unipelt.api")
@@ -36,27 +43,27 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 SERVER = {"name": "unipelt-serve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 
 
-def error_status(exc: Exception) -> ErrorStatus | None:
-    """The table entry our other routes give this error; None for an unexpected one."""
-    if isinstance(exc, ProtocolError | ValidationError):
+def error_status(exc: Exception) -> ErrorStatus:
+    """The table entry our other routes give this error (a malformed request is a 400)."""
+    if isinstance(exc, ProtocolError):
         return ErrorStatus(400, "invalid_request")
-    entry = status_of(exc)
-    return None if entry is INTERNAL else entry
+    return status_of(exc)
 
 
 async def answer(call: Callable[[], Awaitable[Response]]) -> Response:
     """The call's response, or the protocol's error body {"error": "..."} (with the table's
-    status and headers, e.g. Retry-After on 429)."""
+    status and headers, e.g. Retry-After on 429). An unexpected error is logged and answered
+    500 without its text."""
     try:
         return await call()
     except Exception as exc:
         entry = error_status(exc)
-        if entry is None:
-            raise
+        if entry is INTERNAL:
+            log.error("v2: unhandled %s", type(exc).__name__, exc_info=exc)
+            return protocol_error(entry, "internal server error")
         if entry.status >= 500:
             log.warning("v2 %s: %s", entry.kind, exc)
-        body = {"error": f"{entry.kind}: {exc}"}
-        return JSONResponse(body, status_code=entry.status, headers=entry.headers or None)
+        return protocol_error(entry, str(exc))
 
 
 @router.get("", summary="Server metadata")
@@ -122,7 +129,13 @@ def infer_inputs(request: InferRequest, pair_task: bool) -> list[TextItem]:
     texts, pairs = request.inputs["text"], request.inputs.get("text_pair")
     if pairs is not None and len(pairs) != len(texts):
         raise ProtocolError(f"'text' has {len(texts)} elements but 'text_pair' {len(pairs)}")
-    return [TextItem(text=t, text_pair=pairs[i] if pairs else None) for i, t in enumerate(texts)]
+    items = []
+    for i, text in enumerate(texts):
+        try:
+            items.append(TextItem(text=text, text_pair=pairs[i] if pairs else None))
+        except ValidationError as exc:  # the same check, and the same 422, as /v1
+            raise InvalidInputError(f"element {i}: {short_errors(exc.errors())}") from None
+    return items
 
 
 def output_tensors(manifest: Manifest, results: list) -> list[OutputTensor]:

@@ -5,6 +5,8 @@ in order; a BYTES element is a little-endian uint32 length and its bytes)."""
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+DIGITS = re.compile(r"[0-9]{1,12}", re.ASCII)
 
 
 class ProtocolError(ValueError):
@@ -28,11 +31,13 @@ class InferRequest:
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
+    """The request's BYTES inputs and requested outputs; anything malformed (a field of the
+    wrong type included) is a ProtocolError that says what."""
     json_part, raw = _split(body, header_length)
     try:
         request = json.loads(json_part)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"request is not valid JSON: {exc}") from exc
+        raise ProtocolError(f"request is not valid JSON ({type(exc).__name__})") from exc
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise ProtocolError("request must be a JSON object with an 'inputs' list")
     inputs: dict[str, list[str]] = {}
@@ -44,31 +49,30 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         inputs[name], offset = values, offset + used
     if offset != len(raw):
         raise ProtocolError(f"{len(raw) - offset} bytes of binary data belong to no input")
-    params = request.get("parameters") or {}
+    params = _parameters(request, "the request")
     outputs = request.get("outputs")
     if outputs is not None and not isinstance(outputs, list):
         raise ProtocolError("'outputs' must be a list")
     names, binary = None, set()
     if outputs is not None:
-        names = [str(_field(o, "name")) for o in outputs]
-        binary = {str(o["name"]) for o in outputs if (o.get("parameters") or {}).get("binary_data")}
+        names = [_name(o) for o in outputs]
+        binary = {_name(o) for o in outputs if _parameters(o, _name(o)).get("binary_data")}
     rid = request.get("id")
     return InferRequest(
         id=str(rid) if rid is not None else None,
         inputs=inputs,
         outputs=names,
         binary_outputs=binary,
-        binary_default=bool(isinstance(params, dict) and params.get("binary_data_output")),
+        binary_default=bool(params.get("binary_data_output")),
     )
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    try:
-        n = int(header_length)
-    except ValueError:
-        raise ProtocolError(f"{HEADER_LENGTH} is not an integer") from None
+    if not DIGITS.fullmatch(header_length):  # int() would take "1_05", " 105", "+105", ...
+        raise ProtocolError(f"{HEADER_LENGTH} must be decimal digits, got {header_length[:20]!r}")
+    n = int(header_length)
     if not 0 < n <= len(body):
         raise ProtocolError(f"{HEADER_LENGTH} {n} does not fit a {len(body)}-byte body")
     return body[:n], body[n:]
@@ -80,26 +84,54 @@ def _field(tensor: Any, key: str) -> Any:
     return tensor[key]
 
 
+def _name(tensor: Any) -> str:
+    name = _field(tensor, "name")
+    if not isinstance(name, str):
+        raise ProtocolError("a tensor's 'name' must be a string")
+    return name
+
+
+def _parameters(owner: dict, what: str) -> dict:
+    params = owner.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ProtocolError(f"'parameters' of {what} must be an object")
+    return params
+
+
 def _input_tensor(tensor: Any, raw: bytes, offset: int) -> tuple[str, list[str], int]:
     """(name, elements, binary bytes used)."""
-    name = str(_field(tensor, "name"))
+    name = _name(tensor)
     if _field(tensor, "datatype") != "BYTES":
-        raise ProtocolError(f"input '{name}' must be BYTES, got {tensor['datatype']}")
+        raise ProtocolError(f"input '{name}' must be BYTES, got {str(tensor['datatype'])[:20]}")
     shape = _field(tensor, "shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ProtocolError(f"input '{name}' has an invalid shape {shape!r}")
-    count = int(np.prod(shape)) if shape else 1
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if not isinstance(shape, list) or not all(_count(d) for d in shape):
+        raise ProtocolError(f"input '{name}' has an invalid shape {str(shape)[:80]}")
+    count = math.prod(shape)  # exact: no 64-bit wraparound
+    size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
     if size is not None:
-        values = _bytes_elements(raw[offset : offset + int(size)], name)
-        used = int(size)
+        if not _count(size) or size > len(raw) - offset:
+            raise ProtocolError(
+                f"input '{name}': binary_data_size must be a byte count within the "
+                f"{len(raw) - offset} binary bytes left, got {str(size)[:40]}"
+            )
+        values = _bytes_elements(raw[offset : offset + size], name)
+        used = size
     else:
         values, used = _json_elements(tensor.get("data"), name), 0
     if len(values) != count:
+        shown = str(shape) if len(str(shape)) <= 80 else f"of {len(shape)} dimensions"
+        needs = str(count) if count <= 10**12 else "more than 10^12"
         raise ProtocolError(
-            f"input '{name}' has {len(values)} elements; shape {shape} needs {count}"
+            f"input '{name}' has {len(values)} elements; shape {shown} needs {needs}"
         )
     return name, values, used
+
+
+def _count(value: Any) -> bool:
+    """A non-negative integer (JSON true and false are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _json_elements(data: Any, name: str) -> list[str]:

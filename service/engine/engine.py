@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from service.engine.lifecycle.sizing import available_memory, size_host, size_po
 from service.engine.lifecycle.tiers import build_tiers
 from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
 from service.engine.lifecycle.warmer import Warmer
+from service.engine.workers import WorkerPool
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store.adapter_store import AdapterStore
@@ -86,6 +86,8 @@ class Engine:
         )
         self.pool, self.host_cache = self.tiers.pool, self.tiers.host
         self.loader, self.resolver = self.tiers.loader, self.tiers.resolver
+        self.store_work = WorkerPool("store", settings.store_workers)
+        self.upload_work = WorkerPool("upload", settings.upload_workers)
         self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
         metrics.pool_slots.set(self.pool_size.slots)
         log.info(
@@ -101,7 +103,13 @@ class Engine:
             settings, backbone, self.model, self.tokenizer, self.device, self.dtype
         )
         self.adapters = AdapterManager(
-            store, self.resolver, self.loader, self.check_upload, metrics
+            store,
+            self.resolver,
+            self.loader,
+            self.check_upload,
+            metrics,
+            store_work=self.store_work,
+            upload_work=self.upload_work,
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         encoder = BatchEncoder(self.tokenizer, settings.truncate)
@@ -131,6 +139,8 @@ class Engine:
     async def stop(self) -> None:
         self.warmer.stop()
         await self.batcher.drain_and_stop()
+        self.store_work.shutdown()
+        self.upload_work.shutdown()
 
     def pool_status(self) -> dict:
         """The bank plan and what the tiers hold now (for /readyz)."""
@@ -149,13 +159,14 @@ class Engine:
 
         Everything read inside the block (manifest, version, predictions) comes from these
         residents, so a hot swap meanwhile cannot mix two versions in one answer. Cached
-        residents are pinned on the event loop; only misses go to a thread, all in one hop.
+        residents are pinned on the event loop; only misses go to a
+        thread of the store's own pool, all in one hop.
         An unknown task refuses the whole call, before any forward."""
         held = [self.resolver.acquire_cached(task) for task in tasks]
         missing = [task for task, r in zip(tasks, held) if r is None]
         try:
             if missing:
-                loaded = iter(await asyncio.to_thread(self._acquire_all, missing))
+                loaded = iter(await self.store_work.run(self._acquire_all, missing))
                 held = [r if r is not None else next(loaded) for r in held]
         except BaseException:
             self._release_all(r for r in held if r is not None)

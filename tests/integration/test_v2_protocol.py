@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.client as http_client
+import json
+import struct
+
 import httpx
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "tok"
 TEXTS = ["a gripping, beautifully acted film", "dull and far too long"]
 TOPICS = ["sport", "politics", "science"]
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +118,82 @@ def test_error_bodies_are_protocol_errors(service):
     assert r.status_code == 400 and list(r.json()) == ["error"]
     r = httpx.post(f"{service.url}/v2/models/topic/versions/7/infer", json={"inputs": []})
     assert r.status_code == 404 and "not live" in r.json()["error"]
+
+
+def _infer_body(**tensor: object) -> bytes:
+    base = {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["fine"]}
+    return json.dumps({"inputs": [{**base, **tensor}]}).encode()
+
+
+def _binary_body(size: object) -> tuple[bytes, dict[str, str]]:
+    """A binary-extension request of one element, with `size` as its binary_data_size."""
+    tensor = {"name": "text", "datatype": "BYTES", "shape": [1]}
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": size}}]})
+    body = header.encode() + struct.pack("<I", 4) + b"fine"
+    return body, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def _padded_to(size: int, length_header: str) -> tuple[bytes, dict[str, str]]:
+    """A valid JSON request of exactly `size` bytes, announced with `length_header`."""
+    body = _infer_body()
+    body = body[:-1] + b" " * (size - len(body)) + b"}"
+    return body, {"Inference-Header-Content-Length": length_header}
+
+
+# (case, path, body, extra headers, status): every answer in the protocol's error shape.
+BAD_V2 = [
+    ("input-parameters-list", "/v2/models/topic/infer", _infer_body(parameters=[1]), {}, 400),
+    ("input-parameters-string", "/v2/models/topic/infer", _infer_body(parameters="x"), {}, 400),
+    (
+        "output-parameters-list",
+        "/v2/models/topic/infer",
+        json.dumps(
+            {
+                "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]}],
+                "outputs": [{"name": "label", "parameters": [1]}],
+            }
+        ).encode(),
+        {},
+        400,
+    ),
+    ("size-not-a-number", "/v2/models/topic/infer", *_binary_body("x"), 400),
+    (
+        "shape-wraps-int64",
+        "/v2/models/topic/infer",
+        _infer_body(shape=[4611686018427387905, 4], data=["a", "b", "c", "d"]),
+        {},
+        400,
+    ),
+    ("blank-text", "/v2/models/topic/infer", _infer_body(data=["  "]), {}, 422),
+    ("empty-text", "/v2/models/topic/infer", _infer_body(data=[""]), {}, 422),
+    ("bad-task-name", "/v2/models/BAD..name/infer", _infer_body(), {}, 422),
+    ("version-not-int", "/v2/models/topic/versions/x1/infer", _infer_body(), {}, 422),
+    ("header-length-underscore", "/v2/models/topic/infer", *_padded_to(105, "1_05"), 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "body", "headers", "status"), BAD_V2, ids=[c[0] for c in BAD_V2]
+)
+def test_bad_v2_requests_get_a_protocol_error_and_keep_the_connection(
+    service, case, path, body, headers, status
+):
+    """A real socket: the error is a 4xx in the protocol's shape (one short line, no echo of
+    the input), and the next request on the same keep-alive connection is served."""
+    host, port = service.url.removeprefix("http://").split(":")
+    conn = http_client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("POST", path, body, {"content-type": "application/json", **headers})
+        first = conn.getresponse()
+        answer = json.loads(first.read())
+        sock = conn.sock
+        assert first.status == status, answer
+        assert list(answer) == ["error"] and "\n" not in answer["error"], answer
+        assert "pydantic" not in answer["error"] and "  " not in answer["error"], answer
+        assert (first.getheader("connection") or "").lower() != "close"
+        conn.request("POST", "/v2/models/topic/infer", _infer_body(), JSON_HEADERS)
+        second = conn.getresponse()
+        assert second.status == 200 and conn.sock is sock, second.read()[:200]
+        second.read()
+    finally:
+        conn.close()

@@ -8,17 +8,16 @@ statuses in the one error table (`service/errors.py`).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.artifact import Artifact
 from adapters.config import MethodConfig
 from adapters.errors import ConfigError
 from service.engine.lifecycle.loader import AdapterLoader
-from service.engine.lifecycle.peft_upload import PeftUpload, peft_artifact_bytes
+from service.engine.lifecycle.peft_upload import PeftUpload
 from service.engine.lifecycle.resolver import AdapterResolver
+from service.engine.lifecycle.upload_checks import UploadCheck
+from service.engine.workers import WorkerPool
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
 from service.store.errors import StoreUnavailableError
@@ -76,25 +75,29 @@ def _method_name(method: Any) -> str | None:
 
 
 class AdapterManager:
-    """The one entry point for managing adapters; methods run their blocking work off the
-    event loop."""
+    """The one entry point for managing adapters. Blocking work runs off the event loop on
+    bounded pools: store calls on `store_work`, uploads (conversion, validation, publish) on
+    `upload_work`, so at most its size are held in memory at once."""
 
     def __init__(
         self,
         store: AdapterStore,
         resolver: AdapterResolver,
         loader: AdapterLoader,
-        validate: Callable[[bytes, bytes], Artifact],
+        check: UploadCheck,
         metrics: Metrics,
+        store_work: WorkerPool,
+        upload_work: WorkerPool,
     ) -> None:
         self.store, self.resolver, self.loader = store, resolver, loader
-        self.validate, self.metrics = validate, metrics
+        self.check, self.metrics = check, metrics
+        self.store_work, self.upload_work = store_work, upload_work
 
     async def upload(self, manifest_bytes: bytes, weights: bytes) -> AdapterVersion:
         """Validate fully, publish; `live` says whether this upload became the live version
         when it committed (False when a newer version was live already)."""
         try:
-            return await asyncio.to_thread(self._upload, manifest_bytes, weights)
+            return await self.upload_work.run(self._upload, manifest_bytes, weights)
         except Exception:
             self.metrics.uploads.labels(result="refused").inc()
             raise
@@ -102,14 +105,16 @@ class AdapterManager:
     async def upload_peft(self, peft: PeftUpload) -> AdapterVersion:
         """A PEFT LoRA adapter, converted to an artifact, then uploaded like any other."""
         try:
-            artifact = await asyncio.to_thread(peft_artifact_bytes, peft, self.loader.backbone)
+            return await self.upload_work.run(self._upload_peft, peft)
         except Exception:
             self.metrics.uploads.labels(result="refused").inc()
             raise
-        return await self.upload(*artifact)
+
+    def _upload_peft(self, peft: PeftUpload) -> AdapterVersion:
+        return self._upload(*self.check.convert_peft(peft))
 
     def _upload(self, manifest_bytes: bytes, weights: bytes) -> AdapterVersion:
-        artifact = self.validate(manifest_bytes, weights)
+        artifact = self.check(manifest_bytes, weights)
         published = self.store.publish(artifact.manifest.task, manifest_bytes, weights)
         # Keep what was just validated: when this replica holds the task, the first request
         # after the swap is a hit, with no fetch or parse.
@@ -123,14 +128,14 @@ class AdapterManager:
         return AdapterVersion.of(published.info, published.live)
 
     async def list_tasks(self) -> list[TaskLive]:
-        return await asyncio.to_thread(self._list)
+        return await self.store_work.run(self._list)
 
     def _list(self) -> list[TaskLive]:
         states = (self.store.live_state(task) for task in self.store.tasks())
         return [TaskLive(s.task, s.version) for s in states if s.exists]  # skip deleted meanwhile
 
     async def get(self, task: str) -> TaskDetail:
-        return await asyncio.to_thread(self._get, task)
+        return await self.store_work.run(self._get, task)
 
     def _get(self, task: str) -> TaskDetail:
         versions = self.store.versions(task)  # TaskNotFoundError when there are none
@@ -147,7 +152,7 @@ class AdapterManager:
 
     async def rollback(self, task: str, version: int | None = None) -> AdapterVersion:
         """Make `version` live; None: the version before the live one (see `set_live`)."""
-        return await asyncio.to_thread(self._rollback, task, version)
+        return await self.store_work.run(self._rollback, task, version)
 
     def _rollback(self, task: str, version: int | None) -> AdapterVersion:
         state = self.store.set_live(task, version)
@@ -157,13 +162,13 @@ class AdapterManager:
 
     async def delete(self, task: str) -> None:
         """Delete the task and all its versions (TaskNotFoundError when there is none)."""
-        await asyncio.to_thread(self._delete, task)
+        await self.store_work.run(self._delete, task)
 
     def _delete(self, task: str) -> None:
         self.resolver.apply(self.store.delete_task(task))
 
     async def store_reachable(self) -> bool:
-        reachable = await asyncio.to_thread(self.store.ping)
+        reachable = await self.store_work.run(self.store.ping)
         self.metrics.store_up.set(1 if reachable else 0)
         return reachable
 

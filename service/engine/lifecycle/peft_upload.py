@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from adapters.artifact import serialize
 from adapters.backbone import Backbone
 from adapters.errors import ArtifactError
+from adapters.peft_header import Limits
 from adapters.peft_import import ImportOptions, import_peft
 
 
@@ -32,17 +33,20 @@ def parse_labels(text: str | None) -> list[str] | None:
     if text.lstrip().startswith("["):
         try:
             labels = json.loads(text)
-        except ValueError as exc:
-            raise ArtifactError(f"labels is not a JSON list: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ArtifactError(f"labels is not a JSON list ({type(exc).__name__})") from exc
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise ArtifactError("labels must be a JSON list of strings")
         return labels
     return [x.strip() for x in text.split(",")]
 
 
-def peft_artifact_bytes(upload: PeftUpload, backbone: Backbone) -> tuple[bytes, bytes]:
+def peft_artifact_bytes(
+    upload: PeftUpload, backbone: Backbone, limits: Limits
+) -> tuple[bytes, bytes]:
     """(manifest JSON, safetensors) of the converted adapter; refusals raise ArtifactError."""
     options = ImportOptions(
+        limits=limits,
         task=upload.task,
         labels=parse_labels(upload.labels),
         text_pair=upload.text_pair,

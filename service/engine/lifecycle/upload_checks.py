@@ -9,7 +9,9 @@ from adapters.artifact import Artifact, parse_artifact
 from adapters.backbone import Backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
+from adapters.peft_header import Limits
 from adapters.plan import plan_batch
+from service.engine.lifecycle.peft_upload import PeftUpload, peft_artifact_bytes
 from service.errors import InvalidAdapterError
 from service.settings import Settings
 
@@ -46,6 +48,18 @@ class UploadCheck:
         if self.settings.canary_on_upload:
             self.canary(artifact)
         return artifact
+
+    def convert_peft(self, upload: PeftUpload) -> tuple[bytes, bytes]:
+        """A PEFT upload as artifact bytes; sizes are checked against this server's limits
+        before the conversion allocates anything."""
+        s = self.settings
+        limits = Limits(
+            max_lora_rank=min(s.pool_max_lora_rank, Limits.max_lora_rank),
+            max_labels=min(s.pool_max_labels, Limits.max_labels),
+            rank_setting=Settings.env_name("pool_max_lora_rank"),
+            labels_setting=Settings.env_name("pool_max_labels"),
+        )
+        return peft_artifact_bytes(upload, self.backbone, limits)
 
     def check_limits(self, artifact: Artifact) -> None:
         """Within these limits an adapter fits a bank slot by construction (`size_pool`)."""
