@@ -20,6 +20,7 @@ from service.api.request_metrics import RequestMetricsMiddleware
 from service.api.routes_adapters import UPLOAD_PATH
 from service.api.routes_adapters import router as adapters_router
 from service.api.routes_fanout import router as fanout_router
+from service.api.routes_gates import router as gates_router
 from service.api.routes_health import router as health_router
 from service.api.routes_pages import install_pages
 from service.api.routes_predict import router as predict_router
@@ -90,7 +91,14 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     app.state.metrics = metrics
     app.state.engine = None
     install_error_handlers(app)
-    routers = (health_router, predict_router, fanout_router, v2_router, adapters_router)
+    routers = (
+        health_router,
+        predict_router,
+        fanout_router,
+        v2_router,
+        adapters_router,
+        gates_router,
+    )
     for router in routers:
         app.include_router(router)
     install_pages(app)

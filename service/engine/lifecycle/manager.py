@@ -66,6 +66,7 @@ class TaskDetail:
     label_names: list[str]
     problem_type: str | None
     resident_versions: list[int] = field(default_factory=list)  # held by this replica
+    host_versions: list[int] = field(default_factory=list)  # in this replica's host tier
 
 
 def _method_name(method: Any) -> str | None:
@@ -143,6 +144,7 @@ class AdapterRegistry:
             label_names=current.manifest.get("label_names") or [],
             problem_type=current.manifest.get("problem_type"),
             resident_versions=self.loader.pool.resident_versions(task),
+            host_versions=self.loader.host.versions(task),
         )
 
     async def rollback(self, task: str, version: int | None = None) -> AdapterVersion:
