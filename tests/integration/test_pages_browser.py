@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from adapters.config import MethodConfig
+from harness.service_process import start_service, upload
+from harness.tasks import artifact_bytes
 from tests.browser import MISSING, chromium, foreign_requests
-from tests.helpers import artifact_bytes
-from tests.service_process import start_service, upload
 
 pytestmark = [
     pytest.mark.service,
