@@ -172,7 +172,7 @@ class Engine:
         for resident in residents:
             check_pairing(resident.key[0], pairs, resident.manifest.tokenizer.text_pair)
         # Gates are computed when asked for, and for the gate record's sampled requests.
-        recorded = [want_gates or self.gate_record.due(r.key[0]) for r in residents]
+        recorded = [want_gates or self.gate_record.due(*r.key) for r in residents]
         rows = [row for r, g in zip(residents, recorded) for row in self._rows(r, inputs, g)]
         results = await self.batcher.submit(rows)
         predictions = []

@@ -50,7 +50,8 @@ def test_rows_without_gates_are_skipped():
 )
 def test_sampling_takes_the_first_request_then_one_in_every(every, due):
     record = GateRecord(sample_every=every)
-    assert [record.due("t") for _ in range(5)] == due
+    assert [record.due("t", 1) for _ in range(5)] == due
+    assert record.due("t", 2) is (every > 0)  # a new version: its first request again
 
 
 def test_at_most_max_tasks_are_kept_least_recent_dropped():

@@ -4,8 +4,8 @@
 Gates are computed for requests that ask for them and for one request in `sample_every` of
 each task (the forward computes them anyway for gated rows; returning them is a small copy).
 The mean is over about the last `window` inputs: a plain mean of the first `window`, then each
-new input weighs 1/window. A new live version starts a fresh mean; at most `max_tasks` tasks
-are kept, least recently updated dropped first.
+new input weighs 1/window. A new live version starts a fresh record (its first request is
+sampled); at most `max_tasks` tasks are kept, least recently updated dropped first.
 """
 
 from __future__ import annotations
@@ -49,22 +49,20 @@ class GateRecord:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def due(self, task: str) -> bool:
+    def due(self, task: str, version: int) -> bool:
         """Whether this request of `task` should compute its gates for the record (the first
-        one, then one in `sample_every`; never with sampling off)."""
+        one of each version, then one in `sample_every`; never with sampling off)."""
         if self.sample_every == 0:
             return False
         with self._lock:
-            entry = self._entry(task)
+            entry = self._entry(task, version)
             entry.requests += 1
             return (entry.requests - 1) % self.sample_every == 0
 
     def add(self, task: str, version: int, rows: Sequence[Gates | None]) -> None:
         """Fold each row's gates into the task's mean (rows without gates are skipped)."""
         with self._lock:
-            entry = self._entry(task)
-            if entry.version != version:
-                entry.version, entry.inputs, entry.mean = version, 0, {}
+            entry = self._entry(task, version)
             for gates in rows:
                 if gates:
                     self._fold(entry, gates)
@@ -92,10 +90,11 @@ class GateRecord:
         with self._lock:
             self._entries.pop(task, None)
 
-    def _entry(self, task: str) -> _Entry:
+    def _entry(self, task: str, version: int) -> _Entry:
+        """The task's entry, fresh when it held another version."""
         entry = self._entries.get(task)
-        if entry is None:
-            entry = self._entries[task] = _Entry()
+        if entry is None or entry.version != version:
+            entry = self._entries[task] = _Entry(version)
             while len(self._entries) > self.max_tasks:
                 self._entries.popitem(last=False)
         self._entries.move_to_end(task)
