@@ -47,7 +47,7 @@ def service(tmp_path_factory, minilm):
 
 @pytest.fixture(scope="module")
 def browser():
-    driver = chromium()
+    driver = chromium(1400, 1200)
     yield driver
     driver.quit()
 
