@@ -27,7 +27,6 @@ from service.api.routes_predict import router as predict_router
 from service.api.routes_v2 import router as v2_router
 from service.engine.engine import Engine
 from service.errors import AdapterTooLargeError, RequestTooLargeError
-from service.errors import describe as describe_errors
 from service.metrics import Metrics
 from service.server import uvicorn_options
 from service.settings import Settings
@@ -80,8 +79,8 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
         version="0.1.0",
         description=(
             "Many UniPELT task adapters (LoRA + prefix + bottleneck adapters behind learned "
-            'gates) on one frozen backbone. Errors are JSON {"error": kind, "detail": text}; '
-            f"statuses and kinds: {describe_errors()}."
+            'gates) on one frozen backbone. Errors are JSON {"error": kind, "detail": text} '
+            '(the /v2 routes\' own: {"error": "<kind>: <detail>"}); each status and its kinds:'
         ),
         lifespan=lifespan,
         docs_url=None,  # served from the package's own assets: service/api/routes_pages.py

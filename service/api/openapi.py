@@ -77,8 +77,10 @@ def complete_document(app: FastAPI, access: dict[tuple[str, str], str]) -> dict[
 def _error_table() -> str:
     """Every status with its error kinds, as a markdown table."""
     by_status: dict[int, list[str]] = {}
-    for kind, status in sorted(KIND_STATUS.items(), key=lambda item: item[1]):
-        by_status.setdefault(status, []).append(f"`{kind}`")
+    kinds = {**KIND_STATUS, "invalid_request": 400}
+    for kind, status in sorted(kinds.items(), key=lambda item: item[1]):
+        shown = f"`{kind}` (/v2)" if kind == "invalid_request" else f"`{kind}`"
+        by_status.setdefault(status, []).append(shown)
     rows = [f"| {status} | {', '.join(kinds)} |" for status, kinds in by_status.items()]
     return "\n".join(["| status | error kinds |", "|---|---|", *rows])
 

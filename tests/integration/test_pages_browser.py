@@ -5,6 +5,7 @@ Set UNIPELT_SCREENSHOT_DIR=docs to refresh the README's screenshots."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -29,20 +30,30 @@ WAIT_S = 30
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, minilm):
-    env = {"UNIPELT_API_TOKEN": TOKEN, "UNIPELT_POOL_MAX_BYTES": str(64 * 2**20)}
+    env = {
+        "UNIPELT_API_TOKEN": TOKEN,
+        "UNIPELT_POOL_MAX_BYTES": str(64 * 2**20),
+        "UNIPELT_GATE_SAMPLE_EVERY": "1",
+    }
     svc = start_service(tmp_path_factory.mktemp("pages"), env)
     try:
         uploads = [
-            ("sentiment", MethodConfig.preset("apl"), ["negative", "positive"], 1),
-            ("sentiment", MethodConfig.preset("apl"), ["negative", "positive"], 2),
-            ("topic", MethodConfig.preset("al"), ["film", "sport", "politics"], 3),
+            ("sentiment", MethodConfig.preset("apl"), ["negative", "positive"], 1, 0.81),
+            ("sentiment", MethodConfig.preset("apl"), ["negative", "positive"], 2, 0.84),
+            ("topic", MethodConfig.preset("al"), ["film", "sport", "politics"], 3, 0.9),
         ]
-        for task, cfg, labels, seed in uploads:
-            r = upload(svc.url, *artifact_bytes(task, cfg, minilm, labels, seed), token=TOKEN)
+        for task, cfg, labels, seed, accuracy in uploads:
+            manifest, weights = artifact_bytes(task, cfg, minilm, labels, seed)
+            manifest = with_metrics(manifest, {"dev_accuracy": accuracy})
+            r = upload(svc.url, manifest, weights, token=TOKEN)
             assert r.status_code == 201, r.text
         yield svc
     finally:
         svc.stop()
+
+
+def with_metrics(manifest: bytes, metrics: dict[str, float]) -> bytes:
+    return json.dumps({**json.loads(manifest), "metrics": metrics}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +96,10 @@ def test_docs_render_every_operation_with_only_the_app_reachable(browser, servic
     browser.get(f"{service.url}/docs")
     wait(browser, lambda d: len(css(d, ".opblock")) == operations, "Swagger UI's operations")
     assert foreign_requests(browser, service.url) == []
+    predict = css(browser, "#operations-predict-predict_v1__task__predict_post")[0]
+    predict.find_element("css selector", ".opblock-summary").click()  # open it: its examples
+    wait(browser, lambda d: "return_gates" in predict.text, "the predict examples")
+    browser.execute_script("arguments[0].scrollIntoView()", predict)
     screenshot(browser, "screenshot-docs.png", tmp_path)
 
     browser.get(f"{service.url}/redoc")
@@ -99,7 +114,7 @@ def test_console_lists_uploaded_tasks_with_versions_and_tiers(browser, service):
     rows = wait(browser, lambda d: css(d, "#tasks tbody tr[data-task]"), "task rows")
     assert [r.get_attribute("data-task") for r in rows] == ["sentiment", "topic"]
     first = [c.text for c in rows[0].find_elements("tag name", "td")]
-    assert first[:4] == ["sentiment", "v2", "2", "APL"]
+    assert first[:5] == ["sentiment", "v2", "2", "APL", "dev_accuracy 0.840"]
     assert "host v2" in first[7]  # an upload is kept validated in the host tier
     assert "bank slots used" in css(browser, "#pool")[0].text.lower()
     assert foreign_requests(browser, service.url) == []
@@ -109,9 +124,16 @@ def test_a_prediction_shows_the_gate_heatmap(browser, service, tmp_path):
     open_console(browser, service)
     wait(browser, lambda d: css(d, '#tasks tr[data-task="sentiment"]'), "rows")[0].click()
     wait(browser, lambda d: css(d, "#versions tbody tr"), "the task's versions")
+    for text in ("dull and far too long", "the plot made no sense", "a small, tender film"):
+        r = httpx.post(f"{service.url}/v1/sentiment/predict", json={"inputs": text})
+        assert r.status_code == 200  # recorded as sampled requests (UNIPELT_GATE_SAMPLE_EVERY=1)
     css(browser, "#try-text")[0].send_keys(TEXT)
     css(browser, "#try-form button")[0].click()
     cells = wait(browser, lambda d: css(d, "#heatmap-input td.cell"), "the heatmap")
+    # Next to it, the mean over the 3 requests above and this one (a 5th comes below).
+    wait(browser, lambda d: "4 inputs" in css(d, "#avg-note")[0].text, "the average of 4")
+    average = css(browser, "#heatmap-average td.cell")
+    assert len(average) == len(cells)
     expected = httpx.post(
         f"{service.url}/v1/sentiment/predict", json={"inputs": TEXT, "return_gates": True}
     ).json()["predictions"][0]
@@ -123,8 +145,6 @@ def test_a_prediction_shows_the_gate_heatmap(browser, service, tmp_path):
             expected["gates"][name], abs=1e-5
         )
     assert css(browser, "#try-label")[0].text == expected["label"]
-    average = wait(browser, lambda d: css(d, "#heatmap-average td.cell"), "the average")
-    assert len(average) == len(cells)
     screenshot(browser, "screenshot-console.png", tmp_path)
     assert foreign_requests(browser, service.url) == []
 
