@@ -131,12 +131,3 @@ def status_of(exc: BaseException) -> ErrorStatus:
 def http_status(status: int, headers: Mapping[str, str] | None = None) -> ErrorStatus:
     """An HTTP-layer error (a route not found, a body that does not parse)."""
     return ErrorStatus(status, HTTP_KINDS.get(status, "http_error"), dict(headers or {}))
-
-
-def describe() -> str:
-    """Each status with its error kinds, for the OpenAPI description."""
-    kinds: dict[int, list[str]] = {}
-    for entry in ERROR_TABLE.values():
-        if entry.kind not in kinds.setdefault(entry.status, []):
-            kinds[entry.status].append(entry.kind)
-    return "; ".join(f"{s} {', '.join(k)}" for s, k in sorted(kinds.items()))

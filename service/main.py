@@ -15,16 +15,18 @@ from adapters.backbone import Backbone, load_backbone
 from service.api.body_limit import BodyLimit, BodyLimitMiddleware
 from service.api.early_auth import EarlyAuthMiddleware, guards
 from service.api.error_handlers import install_error_handlers
+from service.api.openapi import install_openapi
 from service.api.request_metrics import RequestMetricsMiddleware
 from service.api.routes_adapters import UPLOAD_PATH
 from service.api.routes_adapters import router as adapters_router
 from service.api.routes_fanout import router as fanout_router
+from service.api.routes_gates import router as gates_router
 from service.api.routes_health import router as health_router
+from service.api.routes_pages import install_pages
 from service.api.routes_predict import router as predict_router
 from service.api.routes_v2 import router as v2_router
 from service.engine.engine import Engine
 from service.errors import AdapterTooLargeError, RequestTooLargeError
-from service.errors import describe as describe_errors
 from service.metrics import Metrics
 from service.server import uvicorn_options
 from service.settings import Settings
@@ -77,18 +79,28 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
         version="0.1.0",
         description=(
             "Many UniPELT task adapters (LoRA + prefix + bottleneck adapters behind learned "
-            'gates) on one frozen backbone. Errors are JSON {"error": kind, "detail": text}; '
-            f"statuses and kinds: {describe_errors()}."
+            'gates) on one frozen backbone. Errors are JSON {"error": kind, "detail": text} '
+            '(the /v2 routes\' own: {"error": "<kind>: <detail>"}); each status and its kinds:'
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets: service/api/routes_pages.py
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.engine = None
     install_error_handlers(app)
-    routers = (health_router, predict_router, fanout_router, v2_router, adapters_router)
+    routers = (
+        health_router,
+        predict_router,
+        fanout_router,
+        v2_router,
+        adapters_router,
+        gates_router,
+    )
     for router in routers:
         app.include_router(router)
+    install_pages(app)
 
     upload_limit = BodyLimit(settings.max_upload_bytes, AdapterTooLargeError, "upload")
     request_limit = BodyLimit(settings.request_body_limit, RequestTooLargeError)
@@ -99,6 +111,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     # Outermost last: metrics see every answer; the token is checked before the body limit.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     routes = [route for router in routers for route in router.routes]
+    install_openapi(app, routes)
     app.add_middleware(EarlyAuthMiddleware, guards=guards(routes), settings=settings)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

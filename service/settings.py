@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         # Every input at its character limit, 4 UTF-8 bytes each, twice (text and text pair).
         return self.max_inputs_per_request * self.max_text_chars * 8 + 64 * 1024
 
+    # The console's average gates: one request in gate_sample_every of each task also
+    # computes its gates (0: only requests that ask); a running mean over ~gate_window inputs.
+    gate_sample_every: int = Field(8, ge=0)
+    gate_window: int = Field(256, ge=1)
+
     canary_on_upload: bool = True
     max_task_labels: int = Field(50, ge=1)  # bound on distinct task labels in metrics
 

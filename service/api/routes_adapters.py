@@ -102,4 +102,5 @@ async def rollback(task: TaskName, body: RollbackRequest, engine: EngineDep) -> 
 )
 async def delete_adapter(task: TaskName, engine: EngineDep) -> dict[str, str]:
     await engine.adapters.delete(task)
+    engine.gate_record.forget(task)  # a later upload may reuse the version numbers
     return {"deleted": task}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -16,6 +16,7 @@ from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
 from service.engine.inference.batcher import DynamicBatcher
 from service.engine.inference.encode import BatchEncoder
+from service.engine.inference.gate_record import GateRecord
 from service.engine.inference.row_checks import check_finite, check_pairing
 from service.engine.inference.runner import BatchRunner, Row, RowResult
 from service.engine.lifecycle.manager import AdapterManager
@@ -111,6 +112,7 @@ class Engine:
             store_work=self.store_work,
             upload_work=self.upload_work,
         )
+        self.gate_record = GateRecord(settings.gate_window, settings.gate_sample_every)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         encoder = BatchEncoder(self.tokenizer, settings.truncate)
         self.runner = BatchRunner(
@@ -185,12 +187,16 @@ class Engine:
         pairs = [item.text_pair for item in inputs]
         for resident in residents:
             check_pairing(resident.key[0], pairs, resident.manifest.tokenizer.text_pair)
-        rows = [row for r in residents for row in self._rows(r, inputs, want_gates)]
+        # Gates are computed when asked for, and for the gate record's sampled requests.
+        recorded = [want_gates or self.gate_record.due(*r.key) for r in residents]
+        rows = [row for r, g in zip(residents, recorded) for row in self._rows(r, inputs, g)]
         results = await self.batcher.submit(rows)
         predictions = []
         for n, resident in enumerate(residents):
             (task, version), mine = resident.key, results[n * len(inputs) : (n + 1) * len(inputs)]
             check_finite(task, version, mine, self.metrics)
+            if recorded[n]:
+                mine = self._record_gates(task, version, mine, want_gates)
             predictions.append(Prediction(task, version, resident.manifest, mine))
         return predictions
 
@@ -230,6 +236,13 @@ class Engine:
             )
             for index, item in enumerate(inputs)
         ]
+
+    def _record_gates(
+        self, task: str, version: int, results: list[RowResult], returned: bool
+    ) -> list[RowResult]:
+        """Fold the rows' gates into the task's record; drop them unless they were asked for."""
+        self.gate_record.add(task, version, [r.gates for r in results])
+        return results if returned else [replace(r, gates=None) for r in results]
 
     def _acquire_all(self, tasks: Sequence[str]) -> list[Resident]:
         """Pin every task's live adapter, or none (a failure releases what was pinned)."""

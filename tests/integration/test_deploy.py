@@ -372,6 +372,8 @@ def test_image_sources_build_a_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(next(out.glob("*.whl"))).namelist()
     assert "service/main.py" in names and "adapters/__init__.py" in names
     assert not [n for n in names if "__pycache__" in n]
+    static = [p.relative_to(ROOT).as_posix() for p in (ROOT / "service/static").rglob("*.*")]
+    assert static and set(static) <= set(names), "the console's files must be in the wheel"
     # The image's CMD runs the `unipelt` console script: its module must be in the wheel.
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(next(out.glob("*.whl"))).read(entry_points).decode()

@@ -42,6 +42,11 @@ class HostCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def versions(self, task: str) -> list[int]:
+        """Versions of `task` held here."""
+        with self._lock:
+            return sorted(v for t, v in self._entries if t == task)
+
     def get(self, key: AdapterKey) -> HostAdapter | None:
         with self._lock:
             entry = self._entries.get(key)

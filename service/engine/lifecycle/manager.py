@@ -64,7 +64,9 @@ class TaskDetail:
     versions: list[AdapterVersion]
     label_names: list[str]
     problem_type: str | None
+    text_pair: bool = False  # inputs are {text, text_pair}
     resident_versions: list[int] = field(default_factory=list)  # held by this replica
+    host_versions: list[int] = field(default_factory=list)  # in this replica's host tier
 
 
 def _method_name(method: Any) -> str | None:
@@ -147,7 +149,9 @@ class AdapterManager:
             versions=[AdapterVersion.of(v, v.version == live) for v in versions],
             label_names=current.manifest.get("label_names") or [],
             problem_type=current.manifest.get("problem_type"),
+            text_pair=bool((current.manifest.get("tokenizer") or {}).get("text_pair")),
             resident_versions=self.loader.pool.resident_versions(task),
+            host_versions=self.loader.host.versions(task),
         )
 
     async def rollback(self, task: str, version: int | None = None) -> AdapterVersion:
