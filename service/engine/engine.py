@@ -23,6 +23,7 @@ from service.engine.lifecycle.host_tier import HostCache
 from service.engine.lifecycle.loader import AdapterLoader
 from service.engine.lifecycle.manager import AdapterRegistry
 from service.engine.lifecycle.pool import AdapterPool, Resident
+from service.engine.lifecycle.residency import Residency, snapshot
 from service.engine.lifecycle.resolver import AdapterResolver
 from service.engine.lifecycle.sizing import available_memory, plan_host, plan_pool
 from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
@@ -83,6 +84,7 @@ class Engine:
         self.resolver = AdapterResolver(store, self.loader, metrics, settings.live_cache_ttl_s)
         self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
         metrics.pool_slots.set(self.plan.slots)
+        metrics.pool_free_slots.set(self.plan.slots)
         log.info(
             "adapter pool: %d slots of %d bytes (UNIPELT_POOL_MAX_BYTES=%d); host tier %d "
             "bytes (%s)",
@@ -136,6 +138,12 @@ class Engine:
             "host_bytes": self.host_cache.nbytes,
             **self.host_plan.describe(),
         }
+
+    def residency(self) -> Residency:
+        """The tasks this replica holds, by tier, and its free slots and queue (routers)."""
+        return snapshot(
+            self.settings.replica_id, self.pool, self.host_cache, self.loader, self.batcher.depth
+        )
 
     # ---- predict: the one way in ----------------------------------------------------------
     @asynccontextmanager

@@ -43,6 +43,11 @@ class HostCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def recent(self) -> list[AdapterKey]:
+        """Every entry's key, most recently used first."""
+        with self._lock:
+            return list(reversed(self._entries))
+
     def get(self, key: AdapterKey) -> HostAdapter | None:
         with self._lock:
             entry = self._entries.get(key)
