@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from adapters.config import MethodConfig
+from harness.tasks import artifact_bytes
 from service.main import create_app
 from service.settings import Settings
-from tests.helpers import artifact_bytes
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TASKS = [f"res-{i}" for i in range(5)]

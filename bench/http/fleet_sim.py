@@ -5,10 +5,10 @@
 slides by `--shift`, so the hottest tasks become cold and new ones hot). A closed loop keeps
 `--in-flight` requests per replica outstanding (equal service times). Routings: round-robin,
 plain consistent hashing on the task, and bounded-load consistent hashing (HAProxy's rule,
-bench/fleet_ring.py), against one replica holding the fleet's total slots.
+bench/http/fleet_ring.py), against one replica holding the fleet's total slots.
 
-    python -m bench.fleet_sim --out docs/benchmarks.md
-    python -m bench.fleet_sim --quick
+    python -m bench.http.fleet_sim --out docs/benchmarks.md
+    python -m bench.http.fleet_sim --quick
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fleet_ring import RING, BoundedLoad, Ring
+from bench.http.fleet_ring import RING, BoundedLoad, Ring
 from bench.report import replace_block
 
 BEGIN, END = "<!-- fleet-sim:begin -->", "<!-- fleet-sim:end -->"
@@ -172,7 +172,7 @@ def render(runs: dict[str, list[Result]], args: argparse.Namespace, seconds: flo
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.fleet_sim", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.http.fleet_sim", description=__doc__)
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--replicas", type=int, default=64)
     p.add_argument("--slots", type=int, default=2000, help="bank slots per replica")
@@ -191,7 +191,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.tasks, args.replicas, args.slots = 50_000, 8, 500
         args.requests, args.warmup, args.phase, args.shift = 200_000, 100_000, 25_000, 200
-    args.command = "python -m bench.fleet_sim " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = "python -m bench.http.fleet_sim " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     return args
 
 
