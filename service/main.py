@@ -16,6 +16,7 @@ from service.api.body_limit import BodyLimit, BodyLimitMiddleware
 from service.api.early_auth import EarlyAuthMiddleware, guards
 from service.api.error_handlers import install_error_handlers
 from service.api.openapi import install_openapi
+from service.api.replica_header import ReplicaHeaderMiddleware
 from service.api.request_metrics import RequestMetricsMiddleware
 from service.api.routes_adapters import UPLOAD_PATH
 from service.api.routes_adapters import router as adapters_router
@@ -24,10 +25,12 @@ from service.api.routes_gates import router as gates_router
 from service.api.routes_health import router as health_router
 from service.api.routes_pages import install_pages
 from service.api.routes_predict import router as predict_router
+from service.api.routes_residency import router as residency_router
 from service.api.routes_v2 import router as v2_router
 from service.engine.engine import Engine
+from service.engine.lifecycle.residency import adapter_info
 from service.errors import AdapterTooLargeError, RequestTooLargeError
-from service.metrics import Metrics
+from service.metrics import AdapterInfo, AdapterInfoCollector, Metrics
 from service.server import uvicorn_options
 from service.settings import Settings
 from service.store.adapter_store import AdapterStore
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
         v2_router,
         adapters_router,
         gates_router,
+        residency_router,
     )
     for router in routers:
         app.include_router(router)
@@ -114,6 +118,13 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     install_openapi(app, routes)
     app.add_middleware(EarlyAuthMiddleware, guards=guards(routes), settings=settings)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(ReplicaHeaderMiddleware, replica_id=settings.replica_id)
+
+    def read_adapter_info() -> AdapterInfo | None:
+        engine = app.state.engine
+        return adapter_info(engine.residency(), settings.adapter_info_max) if engine else None
+
+    metrics.registry.register(AdapterInfoCollector(read_adapter_info))
     return app
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LOAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.5)
@@ -110,6 +115,9 @@ class Metrics:
             "unipelt_host_adapter_bytes", "Bytes of adapters held in the host tier", registry=r
         )
         self.pool_slots = Gauge("unipelt_pool_slots", "Slots of the device bank", registry=r)
+        self.pool_free_slots = Gauge(
+            "unipelt_pool_free_slots", "Device bank slots holding no adapter", registry=r
+        )
         self.warm_loads = Counter(
             "unipelt_warm_loads",
             "Background loads of newly live versions, by result",
@@ -131,3 +139,36 @@ class Metrics:
             registry=r,
         )
         self.store_up = Gauge("unipelt_store_up", "1 when the adapter store answers", registry=r)
+
+
+ADAPTER_INFO = "unipelt_lora_requests_info"
+ADAPTER_INFO_LABELS = ("running_lora_adapters", "waiting_lora_adapters", "max_lora")
+ADAPTER_INFO_DOC = "Adapters (tasks) resident and loading, in the inference extension's LoRA shape"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    running: list[str]  # tasks resident in the bank, most recently used first
+    waiting: list[str]  # tasks whose load into the bank is under way
+    max_adapters: int  # bank slots
+
+
+class AdapterInfoCollector(Collector):
+    """`unipelt_lora_requests_info`: the Gateway API Inference Extension's LoRA adapter gauge
+    (vLLM's `vllm:lora_requests_info`), task = adapter. Built at each scrape: one sample,
+    comma-separated task lists as labels, the scrape time as its value. `read` returns None
+    while the engine is not running (the family is then empty)."""
+
+    def __init__(self, read: Callable[[], AdapterInfo | None]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(ADAPTER_INFO, ADAPTER_INFO_DOC, labels=ADAPTER_INFO_LABELS)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(ADAPTER_INFO, ADAPTER_INFO_DOC, labels=ADAPTER_INFO_LABELS)
+        info = self.read()
+        if info is not None:
+            labels = [",".join(info.running), ",".join(info.waiting), str(info.max_adapters)]
+            family.add_metric(labels, time.time())
+        yield family

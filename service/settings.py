@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +89,13 @@ class Settings(BaseSettings):
 
     canary_on_upload: bool = True
     max_task_labels: int = Field(50, ge=1)  # bound on distinct task labels in metrics
+
+    # Fleet: this replica's name (the X-Unipelt-Replica response header, GET /residency), and
+    # how many resident tasks the adapter-info gauge lists (most recently used first).
+    replica_id: str = Field(
+        default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$"
+    )
+    adapter_info_max: int = Field(100, ge=1, le=1000)
 
     @classmethod
     def env_name(cls, field: str) -> str:

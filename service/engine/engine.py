@@ -21,6 +21,7 @@ from service.engine.inference.row_checks import check_finite, check_pairing
 from service.engine.inference.runner import BatchRunner, Row, RowResult
 from service.engine.lifecycle.manager import AdapterManager
 from service.engine.lifecycle.pool import Resident
+from service.engine.lifecycle.residency import Residency, snapshot
 from service.engine.lifecycle.sizing import available_memory, size_host, size_pool
 from service.engine.lifecycle.tiers import build_tiers
 from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
@@ -91,6 +92,7 @@ class Engine:
         self.upload_work = WorkerPool("upload", settings.upload_workers)
         self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
         metrics.pool_slots.set(self.pool_size.slots)
+        metrics.pool_free_slots.set(self.pool_size.slots)
         log.info(
             "adapter pool: %d slots of %d bytes (UNIPELT_POOL_MAX_BYTES=%d); host tier %d "
             "bytes (%s)",
@@ -153,6 +155,12 @@ class Engine:
             "host_bytes": self.host_cache.nbytes,
             **self.host_size.describe(),
         }
+
+    def residency(self) -> Residency:
+        """The tasks this replica holds, by tier, and its free slots and queue (routers)."""
+        return snapshot(
+            self.settings.replica_id, self.pool, self.host_cache, self.loader, self.batcher.depth
+        )
 
     # ---- predict: the one way in ----------------------------------------------------------
     @asynccontextmanager

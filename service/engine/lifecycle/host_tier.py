@@ -47,6 +47,11 @@ class HostCache:
         with self._lock:
             return sorted(v for t, v in self._entries if t == task)
 
+    def recent(self) -> list[AdapterKey]:
+        """Every entry's key, most recently used first."""
+        with self._lock:
+            return list(reversed(self._entries))
+
     def get(self, key: AdapterKey) -> HostAdapter | None:
         with self._lock:
             entry = self._entries.get(key)

@@ -98,6 +98,11 @@ class AdapterLoader:
         image = prepare_image(self.pool.bank, artifact.config, artifact.weights, "cpu")
         return self.host.put(key, artifact.manifest, image), "store"
 
+    def loading(self) -> list[AdapterKey]:
+        """Adapters whose load into the bank is under way (requests wait for them)."""
+        with self._lock:
+            return list(self._loading)
+
     def evicted(self, resident: Resident) -> None:
         """`resident` leaves the bank (its slot still holds it): keep it in the host tier."""
         if self.host.max_bytes <= 0 or self.host.get(resident.key) is not None:
@@ -116,6 +121,7 @@ class AdapterLoader:
 
     def update_gauges(self) -> None:
         self.metrics.resident_adapters.set(len(self.pool))
+        self.metrics.pool_free_slots.set(self.pool.slots - len(self.pool))
         self.metrics.resident_bytes.set(self.pool.resident_bytes)
         self.metrics.host_adapters.set(len(self.host))
         self.metrics.host_bytes.set(self.host.nbytes)

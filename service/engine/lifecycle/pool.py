@@ -67,6 +67,11 @@ class AdapterPool:
         with self._lock:
             return list(self._lru)
 
+    def residents(self) -> list[tuple[AdapterKey, int]]:
+        """(key, requests pinning it) of every resident, most recently used first."""
+        with self._lock:
+            return [(key, r.refs) for key, r in reversed(self._lru.items())]
+
     def resident_versions(self, task: str) -> list[int]:
         """Versions of `task` held in a slot (the live one, plus retiring ones still in use)."""
         with self._lock:
