@@ -21,5 +21,5 @@ async def gate_averages(task: TaskName, engine: EngineDep) -> GateAverages:
     """Recorded from requests that ask for gates and one request in UNIPELT_GATE_SAMPLE_EVERY
     of each task; a running mean over about the last UNIPELT_GATE_WINDOW inputs. `inputs` is 0
     (and `gates` empty) until the live version has served a recorded request here."""
-    version = await engine.adapters.resolve(task)
+    version = await engine.adapters.live_version(task)
     return engine.gate_record.averages(task, version)
