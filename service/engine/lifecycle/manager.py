@@ -154,6 +154,10 @@ class AdapterManager:
             host_versions=self.loader.host.versions(task),
         )
 
+    async def live_version(self, task: str) -> int:
+        """The live version this replica serves for `task` (UnknownTaskError when none)."""
+        return await self.store_work.run(self.resolver.live_version, task)
+
     async def rollback(self, task: str, version: int | None = None) -> AdapterVersion:
         """Make `version` live; None: the version before the live one (see `set_live`)."""
         return await self.store_work.run(self._rollback, task, version)
