@@ -2,6 +2,8 @@
 // The token lives in sessionStorage: this tab only, gone when it closes.
 
 const TOKEN_KEY = "unipelt-token";
+// The app's root: the console lives at <root>/console/, so a path prefix (root_path) works.
+const ROOT = new URL("../", window.location.href);
 
 export function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
@@ -24,11 +26,14 @@ export class ApiError extends Error {
 // Fetch `path` (a path on this origin) and return its JSON or text; an error answer
 // becomes an ApiError with the API's own kind and detail.
 export async function call(path, { method = "GET", body, text = false } = {}) {
-  if (!path.startsWith("/") || path.startsWith("//")) throw new Error(`not a local path: ${path}`);
+  const url = new URL(path.replace(/^\/+/, ""), ROOT);
+  if (!path.startsWith("/") || url.origin !== window.location.origin) {
+    throw new Error(`not a path of this app: ${path}`);
+  }
   const headers = {};
   if (token()) headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
+  const response = await fetch(url, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
