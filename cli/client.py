@@ -109,7 +109,7 @@ def rollback(args: argparse.Namespace) -> int:
 
 def remote_predict(args: argparse.Namespace) -> int:
     from adapters.postprocess import RowPrediction
-    from adapters.training.commands import format_prediction, stdin_rows
+    from cli.text_io import format_prediction, stdin_rows
 
     task = str(args.artifact)
     texts, pairs = (args.texts, args.pair) if args.texts else stdin_rows()

@@ -7,8 +7,16 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from adapters.config import PRESETS
+
 Handler = Callable[[argparse.Namespace], int]
 GLUE_DIR_ENV = "UNIPELT_GLUE_DIR"
+METHODS = sorted(PRESETS)  # the library's named methods
+
+
+def method_name(text: str) -> str:
+    """A method name as `MethodConfig.preset` reads it (any case, `_` for `-`)."""
+    return text.lower().replace("_", "-")
 
 
 def _ints(text: str) -> list[int]:
@@ -62,7 +70,7 @@ def _train_parser(sub) -> None:
     data.add_argument("--k", type=int, default=None, help="training examples (default: all)")
     data.add_argument("--dev-size", type=int, default=1000, help="held-out dev examples")
     m = p.add_argument_group("method")
-    m.add_argument("--method", default="apl", help="apl, ap, a, p, l, bitfit, head, ft, ...")
+    m.add_argument("--method", default="apl", type=method_name, choices=METHODS)
     m.add_argument("--no-gates", action="store_true")
     m.add_argument("--bottleneck", type=int)
     m.add_argument("--prefix-length", type=int)
@@ -99,7 +107,12 @@ def _study_parser(sub) -> None:
     _common(p)
     p.add_argument("--tasks", type=names, default=names("sst2,rte,mrpc,cola,stsb"))
     p.add_argument("--k", type=_ints, default=[100, 1000])
-    p.add_argument("--methods", type=names, default=names("ft,bitfit,a,p,l,ap,apl,apl-nogate"))
+    p.add_argument(
+        "--methods",
+        type=names,
+        default=names("ft,bitfit,a,p,l,ap,apl,apl-nogate"),
+        help=f"comma-separated, from: {', '.join(METHODS)}",
+    )
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     p.add_argument("--data-dir", default=os.environ.get(GLUE_DIR_ENV))
     p.add_argument("--out", type=Path, default=Path("docs/results"))
@@ -123,12 +136,19 @@ def add_library_commands(sub) -> None:
 
 def library_handlers() -> dict[str, Handler]:
     """Subcommand name -> handler; imports the training code (and torch) only when called."""
-    from adapters.training import commands
+
+    def lazy(name: str) -> Handler:
+        def handler(args: argparse.Namespace) -> int:
+            from cli import training
+
+            return getattr(training, name)(args)
+
+        return handler
 
     return {
-        "train": commands.train,
-        "eval": commands.evaluate,
-        "predict": commands.predict,
-        "study": commands.study,
-        "demo": commands.demo,
+        "train": lazy("train"),
+        "eval": lazy("evaluate"),
+        "predict": lazy("predict"),
+        "study": lazy("study"),
+        "demo": lazy("demo"),
     }

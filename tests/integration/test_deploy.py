@@ -437,11 +437,37 @@ def test_k8s_deployment_probes_env_and_resources() -> None:
     assert ("Service", redis_host) in docs and ("StatefulSet", "redis") in docs
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in K8S.glob("*.yaml")))
+# YAML files in docker/k8s that are not Kubernetes resources, with the test that checks each
+NOT_RESOURCES = {
+    "kustomization.yaml": "test_kustomization_applies_every_resource_file",
+    "prometheus-adapter-values.yaml": "test_custom_metric_for_autoscaling_is_an_exposed_gauge",
+}
+# Resource files kustomization.yaml leaves out on purpose (docs/deploy.md)
+APPLIED_BY_HAND = {"secret.example.yaml", "hpa-queue-depth.yaml"}
+RESOURCE_FILES = sorted(p.name for p in K8S.glob("*.yaml") if p.name not in NOT_RESOURCES)
+
+
+@pytest.mark.parametrize("path", RESOURCE_FILES)
 def test_k8s_schema(path: str) -> None:
-    for doc in yaml.safe_load_all((K8S / path).read_text()):
-        if doc and "kind" in doc and not doc["apiVersion"].startswith("kustomize."):
-            kubernetes_validate.validate(doc, "1.30.0", strict=True)
+    docs = [doc for doc in yaml.safe_load_all((K8S / path).read_text()) if doc]
+    assert docs, f"{path} holds no document"
+    for doc in docs:
+        assert "kind" in doc and "apiVersion" in doc, f"{path}: a document without kind"
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
+def test_kustomization_applies_every_resource_file() -> None:
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["apiVersion"].startswith("kustomize.config.k8s.io/")
+    listed = kustomization["resources"]
+    assert len(set(listed)) == len(listed) and set(listed) <= set(RESOURCE_FILES)
+    assert set(RESOURCE_FILES) - set(listed) == APPLIED_BY_HAND
+    docs = k8s_docs()
+    assert ("Namespace", kustomization["namespace"]) in docs
+    pods = [d["spec"]["template"]["spec"] for d in docs.values() if "template" in d.get("spec", {})]
+    images = {c["image"].split(":")[0] for pod in pods for c in pod["containers"]}
+    assert {i["name"] for i in kustomization["images"]} <= images
 
 
 def test_kustomize_builds() -> None:

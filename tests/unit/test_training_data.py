@@ -8,8 +8,9 @@ import pytest
 
 from adapters.data import DataError
 from adapters.training.columns import column_map, renamed_copy
-from adapters.training.commands import per_k, stdin_rows
 from adapters.training.tasks import file_task_data
+from cli.text_io import stdin_rows
+from cli.training import per_k
 
 
 def _csv(path, n, header="text,label"):
