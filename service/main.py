@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
             settings.data_dir,
             settings.blob_backend,
             settings.redis_key_prefix,
+            metrics.embedded_redis_restarts.inc,
         )
         model = backbone
         if model is None:

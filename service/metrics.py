@@ -139,6 +139,11 @@ class Metrics:
             registry=r,
         )
         self.store_up = Gauge("unipelt_store_up", "1 when the adapter store answers", registry=r)
+        self.embedded_redis_restarts = Counter(
+            "unipelt_embedded_redis_restarts",
+            "Times the embedded redis-server died and was started again",
+            registry=r,
+        )
 
 
 ADAPTER_INFO = "unipelt_lora_requests_info"

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     api_token: SecretStr | None = None  # bearer token for write endpoints
     protect_reads: bool = False  # also require the token for reads
+    # /metrics needs a token when reads are protected; this one opens /metrics only (scrapers)
+    metrics_token: SecretStr | None = None
 
     max_batch_size: int = Field(32, ge=1, le=1024)
     batch_window_ms: float = Field(5.0, ge=0, le=1000)

@@ -9,6 +9,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
+from pydantic import SecretStr
 
 from adapters.constants import TASK_NAME_PATTERN
 from service.engine.engine import Engine
@@ -27,13 +28,18 @@ async def get_engine(request: Request) -> Engine:
     return engine
 
 
-def check_token(settings: Settings, authorization: str | None) -> None:
-    if settings.api_token is None:
+def check_token(
+    settings: Settings, authorization: str | None, also: SecretStr | None = None
+) -> None:
+    """The API token (or `also`) must be the bearer token; nothing to check without a token."""
+    tokens = [t.get_secret_value() for t in (settings.api_token, also) if t is not None]
+    if not tokens:
         return
-    expected = settings.api_token.get_secret_value()
-    scheme, _, token = (authorization or "").partition(" ")
-    valid = scheme.lower() == "bearer" and token and expected  # an empty token never matches
-    if not valid or not secrets.compare_digest(token.encode(), expected.encode()):
+    scheme, _, given = (authorization or "").partition(" ")
+    bearer = scheme.lower() == "bearer" and given
+    # compare_digest with every token, so the time does not tell which one nearly matched
+    matches = [bool(t) and secrets.compare_digest(given.encode(), t.encode()) for t in tokens]
+    if not bearer or not any(matches):  # an empty configured token never matches
         raise UnauthorizedError("a valid bearer token is required (Authorization: Bearer ...)")
 
 
@@ -50,6 +56,16 @@ async def require_read(
 ) -> None:
     if settings.protect_reads:
         check_token(settings, authorization)
+
+
+async def require_metrics(
+    settings: Annotated[Settings, Depends(get_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """/metrics names tasks: it needs a token when reads are protected or a metrics token is
+    set (which opens /metrics and nothing else)."""
+    if settings.protect_reads or settings.metrics_token is not None:
+        check_token(settings, authorization, also=settings.metrics_token)
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

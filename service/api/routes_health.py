@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.api.deps import require_metrics
 from service.errors import NotReadyError
 
 router = APIRouter(tags=["operations"])
@@ -27,7 +28,12 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    include_in_schema=True,
+    dependencies=[Depends(require_metrics)],
+)
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,7 @@ from typing import Protocol, cast
 
 import redis
 
-from service.store.errors import StoreUnavailableError, redis_errors
+from service.store.errors import redis_errors, unavailable
 
 _SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _EMPTY_SEGMENT = "%"
@@ -82,9 +82,9 @@ class FilesystemBlobStore:
                 return
             except FileNotFoundError as e:  # a concurrent delete pruned the directory: retry
                 if attempt == 2:
-                    raise StoreUnavailableError(f"cannot write blob {key} to {path}: {e}") from e
+                    unavailable(f"cannot write blob {key}: {e.strerror}", e)
             except OSError as e:
-                raise StoreUnavailableError(f"cannot write blob {key} to {path}: {e}") from e
+                unavailable(f"cannot write blob {key}: {e.strerror}", e)
 
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
@@ -108,14 +108,14 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise StoreUnavailableError(f"cannot read blob {key} from {path}: {e}") from e
+            unavailable(f"cannot read blob {key}: {e.strerror}", e)
 
     def delete(self, key: str) -> None:
         path = self.path_for(key)
         try:
             path.unlink(missing_ok=True)
         except OSError as e:
-            raise StoreUnavailableError(f"cannot delete blob {key} at {path}: {e}") from e
+            unavailable(f"cannot delete blob {key}: {e.strerror}", e)
         self._prune_empty_dirs(path.parent)
 
     def _prune_empty_dirs(self, directory: Path) -> None:

@@ -7,10 +7,16 @@ HTTP mapping (done by the API's error table, not here): `StoreUnavailableError` 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from redis.exceptions import RedisError, WatchError
+
+log = logging.getLogger(__name__)
+_last_logged = float("-inf")
 
 
 class StoreError(Exception):
@@ -63,12 +69,24 @@ class CorruptBlobError(StoreError):
 
 @contextmanager
 def redis_errors(action: str) -> Iterator[None]:
-    """Re-raise Redis client errors raised while doing `action` as `StoreUnavailableError`."""
+    """Re-raise Redis client errors raised while doing `action` as `StoreUnavailableError`.
+
+    Its message names the action and the kind of failure only: the client's own text holds
+    the socket path or address (clients must not learn it), so that goes to the log."""
     try:
         yield
     except WatchError:
         raise
     except RedisError as e:
-        raise StoreUnavailableError(
-            f"adapter store unavailable while {action}: {type(e).__name__}: {e}"
-        ) from e
+        unavailable(f"adapter store unavailable while {action}: {type(e).__name__}", e)
+
+
+def unavailable(message: str, cause: BaseException) -> NoReturn:
+    """Raise StoreUnavailableError(message); the cause, with its paths, goes to the log
+    (at most once a second, an outage fails many calls)."""
+    global _last_logged
+    now = time.monotonic()
+    if now - _last_logged >= 1.0:
+        _last_logged = now
+        log.warning("%s (%s)", message, cause)
+    raise StoreUnavailableError(message) from cause

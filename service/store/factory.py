@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -42,12 +43,18 @@ def connect(
     data_dir: Path,
     blob_backend: BlobBackend = "redis",
     prefix: str = DEFAULT_PREFIX,
+    on_restart: Callable[[], None] | None = None,
 ) -> tuple[AdapterStore, EmbeddedRedis | None]:
-    """The store, plus the embedded server it started when `url` is None (caller stops it)."""
+    """The store, plus the embedded server it started when `url` is None (caller stops it);
+    that server is supervised: restarted whenever it dies (`on_restart` each time)."""
     if blob_backend not in BLOB_BACKENDS:
         raise ValueError(f"blob_backend must be one of {BLOB_BACKENDS}, got {blob_backend!r}")
     data_dir = Path(data_dir)
-    embedded = start_embedded_redis(data_dir / EMBEDDED_DIR) if url is None else None
+    embedded = None
+    if url is None:
+        embedded = start_embedded_redis(
+            data_dir / EMBEDDED_DIR, supervise=True, on_restart=on_restart
+        )
     client = make_client(embedded.url if embedded else str(url))
     blobs: BlobStore = (
         RedisBlobStore(client)

@@ -107,6 +107,45 @@ def test_refused_predicts_are_counted(protected):
     assert 'unipelt_requests_total{status="401",task="' in metrics
 
 
+def test_metrics_need_the_token_when_reads_are_protected(protected):
+    """/metrics names tasks and per-task counts, which GET /adapters hides behind 401."""
+    for auth in BAD_AUTH:
+        r = protected.get("/metrics", headers=headers_for(auth))
+        assert r.status_code == 401 and TASK not in r.text, auth
+    assert protected.get("/metrics", headers=AUTH).status_code == 200
+
+
+def test_a_metrics_token_reads_metrics_only(minilm, tmp_path):
+    """UNIPELT_METRICS_TOKEN: Prometheus scrapes with it; it opens nothing else."""
+    settings = Settings(data_dir=tmp_path, api_token=TOKEN, metrics_token="scrape-only")
+    scrape = {"Authorization": "Bearer scrape-only"}
+    with TestClient(create_app(settings, backbone=minilm)) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers=scrape).status_code == 200
+        assert client.get("/metrics", headers=AUTH).status_code == 200
+        assert client.delete(f"/adapters/{TASK}", headers=scrape).status_code == 401
+
+
+def test_store_errors_name_no_path_or_address(url, slot, redis_server):
+    """While Redis is down, 503 details say what failed, never the socket path or the URL
+    (a client without a token must not learn the data folder); the log has them."""
+    secrets_in_url = [redis_server.url, str(redis_server.data_dir), ".sock", "unix://"]
+    redis_server.halt()
+    try:
+        answers = [
+            httpx.get(f"{url}/adapters", timeout=30),
+            httpx.get(f"{url}/adapters/{TASK}", timeout=30),
+            httpx.post(f"{url}/v1/never-uploaded/predict", json={"inputs": "x"}, timeout=30),
+            httpx.get(f"{url}/readyz", timeout=30),
+        ]
+    finally:
+        redis_server.start()
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert not [s for s in secrets_in_url if s in r.text], r.text
+    assert str(redis_server.data_dir) in slot.get().log_path.read_text()  # for the operator
+
+
 def test_probes_stay_open_when_reads_are_protected(protected):
     assert protected.get("/healthz").status_code == 200
     assert protected.get("/readyz").status_code == 200
