@@ -175,10 +175,6 @@ class AdapterManager:
     def _delete(self, task: str) -> None:
         self.resolver.apply(self.store.delete_task(task))
 
-    async def live_version(self, task: str) -> int:
-        """The live version this replica serves for `task` (UnknownTaskError when none)."""
-        return await self.store_work.run(self.resolver.live_version, task)
-
     async def store_reachable(self) -> bool:
         reachable = await self.store_work.run(self.store.ping)
         self.metrics.store_up.set(1 if reachable else 0)
