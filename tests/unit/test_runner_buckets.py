@@ -34,7 +34,8 @@ def test_bucketed_batch_gives_the_exact_batch_logits(tiny_bert):
     padded, _ = runner.inputs(encoded, slots)
     assert tuple(padded.ids.shape) == (8, 16) and tuple(exact.ids.shape) == (5, 11)
     static = plan_batch(bank, padded.slots.tolist(), True, Buckets.static(), single_slot=False)
-    assert (static.rank, static.bottleneck, static.prefix) == (8, 16, 4)
+    sizes = static.sizes
+    assert (sizes.lora_rank, sizes.bottleneck, sizes.prefix_length) == (8, 16, 4)
     with torch.no_grad():
         want = model(exact.ids, exact.mask, bank, exact.slots, exact.types).logits
         got = model(padded.ids, padded.mask, bank, padded.slots, padded.types, plan=static)

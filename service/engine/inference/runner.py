@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from adapters import constants as C
 from adapters.bank import TaskBank
+from adapters.methods import GATES
 from adapters.model import UniPELTModel
 from adapters.packing import Packing, packing_for
 from adapters.plan import BatchPlan, Buckets, plan_batch
@@ -157,11 +157,8 @@ def _resident(row: Row) -> Resident:
 
 
 def _gate_dict(gates: torch.Tensor, resident: Resident) -> dict[str, list[float]]:
-    """Gate values per layer for the submodules this task has. gates: (L, G)."""
-    cfg = resident.config
-    present = {"prefix": cfg.prefix, "lora_q": cfg.lora, "lora_v": cfg.lora, "adapter": cfg.adapter}
+    """Gate values per layer for the gated methods this task has. gates: (L, G)."""
     return {
-        name: [round(float(v), 6) for v in gates[:, i]]
-        for i, name in enumerate(C.GATE_NAMES)
-        if present[name]
+        g.name: [round(float(v), 6) for v in gates[:, g.column]]
+        for g in GATES.present(resident.config)
     }
