@@ -33,21 +33,6 @@ class RowResult:
     gates: dict[str, list[float]] | None  # submodule -> one value per layer
 
 
-@dataclass(frozen=True)
-class Shapes:
-    """How batches are padded: exact sizes, or buckets (few static shapes, for graphs)."""
-
-    static: bool = False
-    max_rows: int = 32
-    token_step: int = 16
-
-    def rows(self, n: int) -> int:
-        return min(1 << (n - 1).bit_length(), max(self.max_rows, n)) if self.static else n
-
-    def tokens(self, n: int) -> int:
-        return -(-n // self.token_step) * self.token_step if self.static else n
-
-
 @dataclass
 class Prepared:
     """One batch made ready for the forward on the host: each row's tokens or its own error,
@@ -84,8 +69,8 @@ class BatchRunner:
         self.pad = pad_token_id
         self.device = device
         self.graphs = GraphCache(model, bank, device, max_graphs)
-        self.shapes = Shapes(static=self.graphs.enabled, max_rows=max_rows)
-        self.buckets = Buckets.static() if self.graphs.enabled else Buckets.exact()
+        # graphs: few static shapes (rows, tokens and sizes rounded up); else exact sizes
+        self.buckets = Buckets.static(max_rows) if self.graphs.enabled else Buckets.exact()
         self.pin = device.type == "cuda"  # pinned host memory only exists with CUDA
 
     def run(self, rows: list[Row]) -> list[RowResult | Exception]:
@@ -135,7 +120,7 @@ class BatchRunner:
         """Host tensors padded to the batch's shape bucket (padding rows: one token, on the
         first row's slot), allocated pinned on CUDA, and each row's real length."""
         lengths = [len(ids) for ids, _ in encoded]
-        B, T = self.shapes.rows(len(encoded)), self.shapes.tokens(max(lengths))
+        B, T = self.buckets.rows(len(encoded)), self.buckets.tokens(max(lengths))
         extra = B - len(encoded)
         rows = [ids + [self.pad] * (T - len(ids)) for ids, _ in encoded]
         types = [(t or [0] * len(ids)) + [0] * (T - len(ids)) for ids, t in encoded]
