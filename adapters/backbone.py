@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from adapters.constants import PACKAGED_BACKBONE
+from adapters.dims import BackboneDims
 from adapters.errors import BackboneError
-from adapters.schema import BackboneDims
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
 _CONFIG_KEYS = (

@@ -1,112 +1,103 @@
-"""The method configuration: which UniPELT submodules a task uses, and their sizes."""
+"""The method configuration: which PELT methods a task uses, and their sizes.
+
+One flat set of fields (the manifest's `method` object), each declared and checked by the
+method module it belongs to (`adapters.methods`); `full_finetune` is the trainer's own.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from adapters.constants import (
-    MAX_BOTTLENECK,
-    MAX_LORA_RANK,
-    MAX_LORA_SCALING,
-    MAX_PREFIX_LENGTH,
-)
+from adapters.dims import BankSizes
 from adapters.errors import ConfigError
+from adapters.methods import GATES, METHODS, SIZED
+from adapters.methods.base import Field, flag
 
-NON_LINEARITIES = ("relu", "gelu", "tanh", "swish")
-
-
-@dataclass(frozen=True)
-class UsedSizes:
-    """The sizes a task actually uses: 0 for a submodule that is off."""
-
-    lora_r: int
-    bottleneck: int
-    prefix_length: int
+# A training mode, not a method: the whole backbone trains (its result is not an adapter).
+FULL_FINETUNE = flag("full_finetune", False)
+FIELDS: dict[str, Field] = {f.name: f for m in METHODS for f in m.fields}
+FIELDS[FULL_FINETUNE.name] = FULL_FINETUNE
 
 
-@dataclass(frozen=True)
 class MethodConfig:
-    """Which of A (bottleneck adapter), P (prefix), L (LoRA) a task uses, and their sizes.
+    """Which methods a task uses and their settings, validated on construction: a wrong
+    value is named. `MethodConfig()` is UniPELT (APL) with the paper's sizes; no method and
+    no full fine-tuning means head-only."""
 
-    `bitfit` tunes bias deltas of the frozen backbone; `full_finetune` trains the whole
-    backbone (a training baseline only: its result is not an adapter). None of A/P/L/BitFit
-    and no full fine-tuning means head-only.
-    """
+    __slots__ = ("_values",)
 
-    adapter: bool = True
-    prefix: bool = True
-    lora: bool = True
-    gates: bool = True
-    bitfit: bool = False
-    full_finetune: bool = False
-    bottleneck: int = 48
-    adapter_non_linearity: str = "relu"
-    prefix_length: int = 10
-    prefix_hidden: int = 512
-    lora_r: int = 8
-    lora_alpha: float = 16.0
+    def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown method config fields: {unknown}")
+        merged = {name: values.get(name, f.default) for name, f in FIELDS.items()}
+        for f in FIELDS.values():
+            problem = f.check(merged[f.name])
+            if problem is not None:
+                raise ConfigError(problem)
+        object.__setattr__(self, "_values", merged)
+        for method in METHODS:
+            problem = method.check(self)
+            if problem is not None:
+                raise ConfigError(problem)
+        if self.full_finetune and self.methods_on:
+            raise ConfigError(
+                f"full_finetune trains the whole backbone; it cannot be combined with "
+                f"{', '.join(self.methods_on)}"
+            )
 
-    def __post_init__(self) -> None:
-        for name in ("bottleneck", "prefix_length", "prefix_hidden", "lora_r"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if (
-            self.lora_r > MAX_LORA_RANK
-            or self.bottleneck > MAX_BOTTLENECK
-            or self.prefix_length > MAX_PREFIX_LENGTH
-        ):
-            raise ConfigError(
-                f"sizes too large: lora_r={self.lora_r}, bottleneck={self.bottleneck}, "
-                f"prefix_length={self.prefix_length}"
-            )
-        if not isinstance(self.lora_alpha, int | float) or not self.lora_alpha > 0:
-            raise ConfigError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
-        if not self.lora_alpha / self.lora_r <= MAX_LORA_SCALING:  # also refuses inf and NaN
-            raise ConfigError(
-                f"lora_alpha / lora_r = {self.lora_alpha / self.lora_r:g} exceeds the limit "
-                f"of {MAX_LORA_SCALING:g} (a scale that large overflows the forward)"
-            )
-        if self.adapter_non_linearity not in NON_LINEARITIES:
-            raise ConfigError(
-                f"adapter_non_linearity must be one of {NON_LINEARITIES}, "
-                f"got {self.adapter_non_linearity!r}"
-            )
-        if self.full_finetune and (self.uses_pelt or self.bitfit):
-            raise ConfigError("full_finetune cannot be combined with A, P, L or BitFit")
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"MethodConfig has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("MethodConfig is immutable; use replace()")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MethodConfig) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        return f"MethodConfig({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+    def __reduce__(self):
+        return (_from_values, (self.to_dict(),))
+
+    @property
+    def methods_on(self) -> list[str]:
+        """The switched methods this task uses (gates only when some gated method is on)."""
+        return [m.name for m in METHODS if m.switch is not None and m.on(self)]
 
     @property
     def uses_pelt(self) -> bool:
-        return self.adapter or self.prefix or self.lora
+        return bool(self.methods_on)
 
     @property
     def uses_gates(self) -> bool:
-        return self.gates and self.uses_pelt
+        return GATES.on(self)
+
+    def sizes(self, num_labels: int = 0) -> BankSizes:
+        """The sizes a task uses: 0 for a method that is off (an off LoRA keeps its lora_r)."""
+        return BankSizes(**{m.size: m.used_size(self, num_labels) for m in SIZED if m.size})
 
     @property
-    def used_sizes(self) -> UsedSizes:
-        """A size counts only when its submodule is on (an off LoRA keeps its `lora_r`)."""
-        return UsedSizes(
-            lora_r=self.lora_r if self.lora else 0,
-            bottleneck=self.bottleneck if self.adapter else 0,
-            prefix_length=self.prefix_length if self.prefix else 0,
-        )
-
-    @property
-    def lora_scaling(self) -> float:
-        """LoRA's constant scale, used when gates are off (gates replace it)."""
-        return self.lora_alpha / self.lora_r
+    def used_sizes(self) -> BankSizes:
+        return self.sizes()
 
     @property
     def name(self) -> str:
         """Short method name as the paper writes it: APL, AP, A, L-NoGate, BitFit, ..."""
         if self.full_finetune:
             return "FT"
-        letters = "".join(c for c, on in zip("APL", (self.adapter, self.prefix, self.lora)) if on)
+        letters = "".join(m.letter for m in METHODS if m.letter and m.on(self))
         parts = [letters] if letters else []
-        if self.bitfit:
-            parts.append("BitFit")
+        parts += [m.label for m in METHODS if m.label and m.on(self)]
         if not parts:
             return "Head"
         if len(letters) > 1 and not self.gates:
@@ -115,41 +106,37 @@ class MethodConfig:
             parts[0] += "-Gate"
         return "+".join(parts)
 
+    def replace(self, **changes: Any) -> MethodConfig:
+        return MethodConfig(**{**self._values, **changes})
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self._values)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MethodConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"method config must be an object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown method config fields: {unknown}")
         return cls(**data)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> MethodConfig:
-        """A named method: apl, ap, al, pl, a, p, l, apl-nogate, bitfit, head, ft."""
+        """A named method: apl, ap, al, pl, a, p, l, apl-nogate, bitfit, head, ft, ..."""
         key = name.lower().replace("_", "-")
         if key not in PRESETS:
             raise ConfigError(f"unknown method {name!r}; choose from {sorted(PRESETS)}")
-        return replace(PRESETS[key], **overrides)
+        return PRESETS[key].replace(**overrides) if overrides else PRESETS[key]
 
 
-_OFF: dict[str, Any] = {"adapter": False, "prefix": False, "lora": False}
-PRESETS: dict[str, MethodConfig] = {
-    "apl": MethodConfig(),
-    "ap": MethodConfig(lora=False),
-    "al": MethodConfig(prefix=False),
-    "pl": MethodConfig(adapter=False),
-    # Single methods run ungated, as the paper's A / P / L baselines.
-    "a": MethodConfig(prefix=False, lora=False, gates=False),
-    "p": MethodConfig(adapter=False, lora=False, gates=False),
-    "l": MethodConfig(adapter=False, prefix=False, gates=False),
-    "apl-nogate": MethodConfig(gates=False),
-    "ap-nogate": MethodConfig(lora=False, gates=False),
-    "bitfit": MethodConfig(**_OFF, bitfit=True),
-    "head": MethodConfig(**_OFF),
-    "ft": MethodConfig(**_OFF, full_finetune=True),
-}
+def _from_values(values: dict[str, Any]) -> MethodConfig:
+    return MethodConfig(**values)
+
+
+def _preset(on: tuple[str, ...], **extra: Any) -> MethodConfig:
+    """Every switch off but the named ones (so a new method is off in the old presets)."""
+    switches = {m.switch: m.switch in on for m in METHODS if m.switch is not None}
+    return MethodConfig(**switches, **extra)
+
+
+# Presets in report order: the trainer's baseline, then each method module's.
+PRESETS: dict[str, MethodConfig] = {"ft": _preset((), full_finetune=True)}
+PRESETS.update({name: _preset(on) for m in METHODS for name, on in m.presets.items()})

@@ -1,8 +1,9 @@
 """The mixed-task forward: one pass over a batch whose rows belong to different tasks.
 
 We own the layer loop over the frozen transformers modules (their weights are read, never
-changed; Q, K and V are fused into one GEMM), so per-row LoRA, prefix, adapter, gates, BitFit
-deltas and heads apply with batched matmuls over the bank's fused layout (`adapters.fused`).
+changed; Q, K and V are fused into one GEMM) and name the points where the registered methods'
+terms attach (`adapters.methods`), so every row's own terms apply with batched matmuls over
+the bank's fused layout (`adapters.fused`).
 Every per-batch decision comes from a host-side `BatchPlan`, so the forward never reads a
 device tensor back. With nothing active this is the backbone's own forward.
 """
@@ -18,14 +19,27 @@ from torch import Tensor, nn
 
 from adapters.backbone import Backbone
 from adapters.bank import TaskBank
-from adapters.bitfit import add_bias
-from adapters.bottleneck import add_adapter
-from adapters.gate import gate_means, mix_gates
-from adapters.heads import head_logits
-from adapters.lora import add_lora
+from adapters.methods import GATES
+from adapters.methods.base import (
+    ADAPTER_INPUT,
+    ATTENTION_KV,
+    ATTN_OUT,
+    CONTEXT,
+    FFN_ACT,
+    FFN_BLOCK,
+    FFN_IN,
+    FFN_OUT,
+    HEAD,
+    KEYS_VALUES,
+    LAYER_INPUT,
+    LN_ATTN,
+    LN_FFN,
+    QKV,
+    QKV_ROWS,
+    Term,
+)
 from adapters.packing import Packing, Unpacked, packing_for
 from adapters.plan import BatchPlan, plan_batch
-from adapters.prefix import prepend_prefix
 from adapters.rows import BatchRows
 
 
@@ -102,15 +116,12 @@ class UniPELTModel(nn.Module):
         """(logits, hidden, gates) of one batch: a static graph for a given `plan.key`.
         An inference forward packs real tokens when the plan has the rows' lengths;
         `packing` may be built ahead, off the forward thread (`packing_for`)."""
-        many_acts = len(plan.activations) > 1
         if self.training or torch.is_grad_enabled():  # packing reuses buffers in place
             packing = Unpacked()
         else:
             packing = packing or packing_for(plan, input_ids.shape[1], bank.dtype)
             packing = packing.to(input_ids.device)
-        rows = BatchRows.gather(
-            bank, slots, plan, attention_mask, return_gates or many_acts, packing
-        )
+        rows = BatchRows.gather(bank, slots, plan, attention_mask, return_gates, packing)
         embedded = self.embed(input_ids, token_type_ids)  # (B, T, d)
         x = packing.pack(embedded)  # (n, d) packed, else (B, T, d)
         padded: Tensor | None = embedded
@@ -122,7 +133,7 @@ class UniPELTModel(nn.Module):
             if layer_gates is not None:
                 gates.append(layer_gates)
         hidden = padded if padded is not None else packing.unpack(x)
-        logits = head_logits(hidden, rows.head, self.hidden_dropout, self.training)
+        logits = at(HEAD, hidden, Term(rows, {}, {}, self.training, self.hidden_dropout))
         return logits, hidden, torch.stack(gates, dim=1) if return_gates else None
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
@@ -143,51 +154,36 @@ class UniPELTModel(nn.Module):
         packing: Packing,
         want_gates: bool,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """One transformer layer with each row's submodules. `x` is the layer input, packed
-        or not; `padded` the same as (B, T, d) when at hand. Returns (x, padded, gates)."""
-        plan, w = rows.plan, rows.layers[index]
+        """One transformer layer; the methods' terms attach at the named points (`methods.base`).
+        `x` is the layer input, packed or not; `padded` the same as (B, T, d) when at hand.
+        Returns (x, padded, gates)."""
         attn, ffn_in, ffn_out = layer.attention, layer.intermediate, layer.output
         d = x.shape[-1]
-        qkv_tokens = add_bias(F.linear(x, *self.qkv(index, layer)), w.get("bitfit_qkv"))
-        qkv = packing.unpack(qkv_tokens)  # (B, T, 3d) [q | v | k]
-        means = None
-        scale = rows.mix["lora_off"]  # (B, 1, 3 + 2r): prefix scale in column 0, LoRA's from 3
-        if "in_w" in w:
-            x_rows = padded if padded is not None else packing.unpack(x)
-            projected = torch.baddbmm(w["in_b"], x_rows, w["in_w"])  # gate logits, x A_q, x A_v
-            if plan.gated:
-                assert rows.gate_weights is not None  # set whenever the plan is gated
-                means = gate_means(projected, rows.gate_weights)
-                scale = mix_gates(scale, means, rows.mix["lora_on"])
-            if plan.rank:
-                qkv = add_lora(qkv, projected, scale, w["lora_up"])
-        q, values_keys = qkv.split([d, 2 * d], -1)  # (B, T, d), (B, T, 2d) [v | k]
-        if plan.prefix:  # (B, P + T, 2d)
-            values_keys = prepend_prefix(values_keys, w["prefix"], scale[..., :1])
+        t = Term(rows, rows.layers[index], {}, self.training, self.hidden_dropout)
+        qkv = packing.unpack(at(QKV, F.linear(x, *self.qkv(index, layer)), t))  # (B, T, 3d)
+        if LAYER_INPUT in rows.sites:  # gate logits and LoRA's down-projection, one baddbmm
+            x_rows = None
+            if LAYER_INPUT.weight in t.w:
+                x_rows = padded if padded is not None else packing.unpack(x)
+            t.sites[LAYER_INPUT.name] = GATES.project(LAYER_INPUT, rows, t.w, x_rows)
+        q, values_keys = at(QKV_ROWS, qkv, t).split([d, 2 * d], -1)  # [q | v | k]
+        values_keys = at(ATTENTION_KV, at(KEYS_VALUES, values_keys, t), t)  # (B, S, 2d)
         context = packing.pack(self.attention(q, values_keys, rows.key_mask, packing.packed))
 
-        h = add_bias(attn.output.dense(context), w.get("bitfit_attn_out"))
-        h = self.layer_norm(attn.output.LayerNorm, self.dropout(h) + x, w.get("bitfit_ln_attn"))
-        f = ffn_in.intermediate_act_fn(add_bias(ffn_in.dense(h), w.get("bitfit_ffn_in")))
-        f = self.dropout(add_bias(ffn_out.dense(f), w.get("bitfit_ffn_out")))
-        f = self.layer_norm(ffn_out.LayerNorm, f + h, w.get("bitfit_ln_ffn"))
+        h = at(ATTN_OUT, attn.output.dense(at(CONTEXT, context, t)), t)
+        h = at(LN_ATTN, self.layer_norm(attn.output.LayerNorm, self.dropout(h) + x), t)
+        f = at(FFN_ACT, ffn_in.intermediate_act_fn(at(FFN_IN, ffn_in.dense(h), t)), t)
+        f = self.dropout(at(FFN_OUT, ffn_out.dense(f), t))
+        f = at(LN_FFN, self.layer_norm(ffn_out.LayerNorm, f + h), t)
 
-        adapter_mean = None
         f_rows = None if packing.packed else f
-        if plan.bottleneck:
+        if ADAPTER_INPUT in rows.sites:  # the adapter's gate logit and down-projection
             f_rows = packing.unpack(f)
-            projected = torch.baddbmm(w["ad_b"], f_rows, w["ad_w"])  # gate logit, h W_down + b
-            a_scale = rows.mix["ad_off"]  # (B, 1, 1)
-            if plan.gated:
-                assert rows.gate_weights is not None
-                adapter_mean = gate_means(projected, rows.gate_weights)
-                a_scale = mix_gates(a_scale, adapter_mean, rows.mix["ad_on"])
-            onehot = rows.activation_onehot() if len(plan.activations) > 1 else None
-            f_rows = add_adapter(
-                f_rows, projected, w["ad_up"], w["ad_up_b"], a_scale, plan.activations, onehot
-            )
+            t.sites[ADAPTER_INPUT.name] = GATES.project(ADAPTER_INPUT, rows, t.w, f_rows)
+        if FFN_BLOCK in rows.terms:
+            f_rows = at(FFN_BLOCK, packing.unpack(f) if f_rows is None else f_rows, t)
             f = packing.pack(f_rows)
-        gates = rows.gate_values(means, adapter_mean) if want_gates else None
+        gates = GATES.values(rows, t.sites) if want_gates else None
         return f, f_rows, gates
 
     def attention(
@@ -212,9 +208,15 @@ class UniPELTModel(nn.Module):
         return F.dropout(x, self.hidden_dropout, True) if self.training else x
 
     @staticmethod
-    def layer_norm(ln: nn.LayerNorm, x: Tensor, bias_delta: Tensor | None) -> Tensor:
-        y = F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
-        return add_bias(y, bias_delta)
+    def layer_norm(ln: nn.LayerNorm, x: Tensor) -> Tensor:
+        return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+
+
+def at(point: str, value: Tensor, t: Term) -> Tensor:
+    """`value` through the terms attached at `point`, in registration order."""
+    for term in t.rows.terms.get(point, ()):
+        value = term(value, t)
+    return value
 
 
 def _qkv(layer: Any) -> tuple[Tensor, Tensor]:  # a transformers layer: dynamic attributes

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from adapters.gate import mean_weights
+from adapters.methods.gates import mean_weights
 from adapters.plan import BatchPlan
 
 

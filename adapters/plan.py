@@ -1,42 +1,57 @@
 """BatchPlan: every per-batch decision of the mixed forward, made on the host.
 
 A plan is built from Python values only (the rows' slots and real lengths, and the bank's host
-mirror of its slots' sizes), so the forward never reads a device tensor back: no
+mirror of its slots' sizes and switches), so the forward never reads a device tensor back: no
 synchronisation, and a forward that `torch.compile(fullgraph=True)` or a CUDA graph can capture.
-Sizes are rounded up to buckets so that a small set of static shapes covers the traffic;
-rounding up only adds zero padding (or masked prefix positions), which is exact.
+Shapes may round up to buckets so that a small set of static shapes covers the traffic;
+rounding up only adds zero padding (or masked positions), which is exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from adapters.bank import TaskBank
+from adapters.bank import VALUED, TaskBank
+from adapters.dims import BankSizes
+from adapters.methods import SIZED
+from adapters.methods.heads import Heads
 
 
-def round_up(value: int, step: int, cap: int) -> int:
-    """`value` rounded up to a multiple of `step` (a power of two when step is 0), at most cap."""
+def power_of_two(value: int, cap: int) -> int:
+    """`value` rounded up to a power of two, at most `cap` (never below `value`)."""
     if value <= 0:
         return 0
-    rounded = 1 << (value - 1).bit_length() if step == 0 else -(-value // step) * step
-    return min(max(rounded, value), cap) if cap >= value else value
+    return max(min(1 << (value - 1).bit_length(), cap), value)
 
 
 @dataclass(frozen=True)
 class Buckets:
-    """How sizes round up: 1 keeps exact sizes, 0 rounds to powers of two, n to multiples."""
+    """How a batch's shapes round up: exact, or few static shapes (CUDA graphs, compiled
+    code): rows and method sizes to powers of two, tokens to multiples of `token_step`."""
 
-    sizes: int = 1  # LoRA rank, bottleneck, prefix length, label count
+    bucketed: bool = False
+    max_rows: int = 32
+    token_step: int = 16
 
     @classmethod
     def exact(cls) -> Buckets:
-        return cls(1)
+        return cls(False)
 
     @classmethod
-    def static(cls) -> Buckets:
-        """Few shapes (for CUDA graphs and compiled code): powers of two."""
-        return cls(0)
+    def static(cls, max_rows: int = 32) -> Buckets:
+        return cls(True, max_rows)
+
+    def rows(self, n: int) -> int:
+        return power_of_two(n, max(self.max_rows, n)) if self.bucketed else n
+
+    def tokens(self, n: int) -> int:
+        return -(-n // self.token_step) * self.token_step if self.bucketed else n
+
+    def size(self, value: int, cap: int) -> int:
+        """A method's size (rank, bottleneck, prefix length, labels) within the bank's `cap`."""
+        return power_of_two(value, cap) if self.bucketed else value
 
 
 @dataclass(frozen=True)
@@ -45,16 +60,17 @@ class BatchPlan:
 
     rows: int
     single_slot: int | None  # every row uses this slot: read it without a gather
-    rank: int
-    bottleneck: int
-    prefix: int
-    labels: int
-    gated: bool  # some row has learned gates
-    bitfit: bool  # some row has BitFit deltas
-    activations: tuple[int, ...]  # adapter activations present (ids into ACTIVATIONS)
-    key_mask: bool  # some key is masked: padding, or a prefix shorter than `prefix`
+    sizes: BankSizes  # what the bank's tensors are trimmed to
+    switches: tuple[tuple[str, Any], ...]  # each method's plan value (`Method.plan_value`)
+    key_mask: bool  # some key is masked: padding, or a prefix shorter than the batch's
     num_labels: tuple[int, ...]  # each row's real label count
     lengths: tuple[int, ...] | None = None  # real tokens per row: pack them (`packing`)
+
+    def switch(self, method: str) -> Any:
+        for name, value in self.switches:
+            if name == method:
+                return value
+        raise KeyError(method)
 
     @property
     def key(self) -> tuple:
@@ -62,13 +78,8 @@ class BatchPlan:
         return (
             self.rows,
             self.single_slot is not None,
-            self.rank,
-            self.bottleneck,
-            self.prefix,
-            self.labels,
-            self.gated,
-            self.bitfit,
-            self.activations,
+            self.sizes,
+            self.switches,
             self.key_mask,
             self.lengths,  # a packed forward's index is baked into a captured graph
         )
@@ -88,24 +99,20 @@ def plan_batch(
     inference forward onto real tokens only; leave it None for captured graphs."""
     meta, caps = bank.meta, bank.sizes
     used = sorted(set(slots))
-    step = buckets.sizes
-
-    def size(values: list[int], cap: int) -> int:
-        return round_up(max(values[s] for s in used), step, cap)
-
-    prefix = size(meta.prefix_length, caps.prefix_length)
-    activations = {meta.activation[s] for s in used if meta.bottleneck[s] > 0}
+    largest = {k: max(v[s] for s in used) for k, v in meta.sizes.items()}
+    sizes = BankSizes(**{k: buckets.size(n, getattr(caps, k)) for k, n in largest.items()})
+    switches = tuple((m.name, m.plan_value([meta.values[m.name][s] for s in used])) for m in VALUED)
+    masked = any(
+        m.masks_keys([meta.sizes[m.size][s] for s in used], sizes)
+        for m in SIZED
+        if m.size is not None
+    )
     return BatchPlan(
         rows=len(slots),
         single_slot=used[0] if len(used) == 1 and single_slot else None,
-        rank=size(meta.lora_rank, caps.lora_rank),
-        bottleneck=size(meta.bottleneck, caps.bottleneck),
-        prefix=prefix,
-        labels=size(meta.num_labels, caps.num_labels),
-        gated=any(meta.gated[s] for s in used),
-        bitfit=any(meta.bitfit[s] for s in used),
-        activations=tuple(sorted(activations)) or (0,),
-        key_mask=padded or any(meta.prefix_length[s] != prefix for s in used),
-        num_labels=tuple(meta.num_labels[s] for s in slots),
+        sizes=sizes,
+        switches=switches,
+        key_mask=padded or masked,
+        num_labels=tuple(meta.sizes[Heads.size][s] for s in slots),
         lengths=tuple(lengths) if lengths is not None and padded else None,
     )

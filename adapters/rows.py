@@ -1,37 +1,38 @@
 """BatchRows: what one forward reads from the bank, gathered once, and its per-batch masks.
 
-Every bank tensor is gathered once for all layers (one index_select over the slot dimension,
-of a view already trimmed to the batch's sizes), then split into per-layer views. Masks and
-gate-mean weights are built once per forward. Nothing here reads a device tensor back: shapes
-and branches come from the plan.
+Every bank tensor a method needs for the batch (`Method.gathers`) is gathered once for all
+layers (one index_select over the slot dimension, of a view already trimmed to the batch's
+sizes), then split into per-layer views. Masks and gate-mean weights are built once per
+forward. Nothing here reads a device tensor back: shapes and branches come from the plan.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from adapters.bank import CONST, ON, TaskBank
-from adapters.fused import GATES_IN, HEAD, TRIM, trimmed_width
-from adapters.gate import mean_weights
+from adapters.bank import KEYED, TABLE, TaskBank
+from adapters.fused import TENSORS
+from adapters.methods import GATES, METHODS
+from adapters.methods.base import SITES, Site, TermFn
+from adapters.methods.gates import mean_weights
 from adapters.packing import Packed, Packing, Unpacked
 from adapters.plan import BatchPlan
-
-_BITFIT = ("qkv", "attn_out", "ln_attn", "ffn_in", "ffn_out", "ln_ffn")
-A = 3  # the adapter's gate column
 
 
 @dataclass
 class BatchRows:
     plan: BatchPlan
     layers: list[dict[str, Tensor]]  # per layer: name -> (B, ...) per-row tensor
-    head: dict[str, Tensor]
-    mix: dict[str, Tensor]  # gate-mixing tables (`fused.mixing`), per row
+    slot: dict[str, Tensor]  # tensors that are not per layer (heads, gate mixing), per row
+    terms: dict[str, list[TermFn]]  # attach point -> the terms of the methods the batch uses
+    sites: tuple[Site, ...]  # projection sites whose scales some term reads
     gate_weights: Tensor | None  # (B, 1, T) 1/count on real tokens, when gated
     key_mask: Tensor | None  # (B, 1, 1, P + T) bool, when some key is masked
-    table: Tensor | None  # (B, TABLE_WIDTH) gate switches, constants and activation one-hot
+    table: Tensor | None  # (B, TABLE_WIDTH) each row's device-table row, when read
 
     @classmethod
     def gather(
@@ -40,65 +41,58 @@ class BatchRows:
         slots: Tensor,
         plan: BatchPlan,
         mask: Tensor,
-        want_table: bool,
+        want_gates: bool,
         packing: Packing | None = None,
     ) -> BatchRows:
-        """BitFit deltas come per token when `packing` packs (they add to packed tensors)."""
+        """Token-wise deltas come per token when `packing` packs (they add to packed tensors)."""
         packing = packing or Unpacked()
-        names = ["in_w", "in_b"] if plan.rank or plan.gated else []
-        names += ["lora_up"] if plan.rank else []
-        names += ["prefix"] if plan.prefix else []
-        names += ["ad_w", "ad_b", "ad_up", "ad_up_b"] if plan.bottleneck else []
-        names += [f"bitfit_{t}" for t in _BITFIT] if plan.bitfit else []
-        mixes = ["lora_off"] + (["lora_on"] if plan.gated else [])
-        if plan.bottleneck:
-            mixes += ["ad_off"] + (["ad_on"] if plan.gated else [])
         take = _Taker(bank, slots, plan)
-        per_layer = {n: _per_layer(n, take(n), packing) for n in names}
+        names = [n for m in METHODS for n in m.gathers(plan)]
+        per_layer = {n: _per_layer(n, take(n), packing) for n in names if TENSORS[n].per_layer}
+        terms: dict[str, list[TermFn]] = defaultdict(list)
+        for m in METHODS:
+            if m.active(plan):
+                for point, fn in m.term_fns.items():
+                    terms[point].append(fn)
+        want_table = want_gates or any(m.needs_table(plan) for m in METHODS)
         rows = cls(
             plan=plan,
             layers=[{n: t[i] for n, t in per_layer.items()} for i in range(bank.dims.layers)],
-            head={n: take(n) for n in HEAD},
-            mix={n: take(n) for n in mixes},
+            slot={n: take(n) for n in names if not TENSORS[n].per_layer},
+            terms=dict(terms),
+            sites=tuple(s for s in SITES if GATES.uses(s, plan)[0]),
             gate_weights=None,
             key_mask=None,
-            table=take.table(bank.gate_table) if want_table else None,
+            table=take.table(bank.table) if want_table else None,
         )
-        if plan.gated and isinstance(packing, Packed):
+        if GATES.active(plan) and isinstance(packing, Packed):
             rows.gate_weights = packing.gate_weights  # the same, built on the host
-        elif plan.gated:
+        elif GATES.active(plan):
             rows.gate_weights = mean_weights(mask.to(bank.dtype))
         if plan.key_mask:
             keys = mask.bool()
-            if plan.prefix:
-                prefix = take.table(bank.trimmed("prefix_table", plan.prefix))
-                keys = torch.cat([prefix, keys], 1)
+            for m in reversed(KEYED):
+                size = getattr(plan.sizes, m.size) if m.size is not None else 0
+                if size:
+                    keys = torch.cat([take.table(bank.key_table(m.name, size)), keys], 1)
             rows.key_mask = keys.view(plan.rows, 1, 1, -1)
         return rows
 
-    def gate_values(self, means: Tensor | None, adapter_mean: Tensor | None) -> Tensor:
-        """The gates a layer applied, (B, G): learned means where on, constants elsewhere."""
+    def table_columns(self, method: str, start: int = 0, stop: int | None = None) -> Tensor:
+        """(B, k) columns [start, stop) of one method's part of the rows' device table."""
         assert self.table is not None
-        G = CONST - ON
-        on, const = self.table[:, ON:G].bool(), self.table[:, CONST : CONST + G]
-        parts = [
-            means[:, 0, :GATES_IN] if means is not None else const[:, :GATES_IN],
-            adapter_mean[:, 0, :1] if adapter_mean is not None else const[:, A:],
-        ]
-        return torch.where(on, torch.cat(parts, 1), const)
-
-    def activation_onehot(self) -> Tensor:
-        """(B, activations): which adapter activation each row uses."""
-        assert self.table is not None
-        return self.table[:, CONST + CONST - ON :]
+        part = TABLE[method]
+        end = part.stop if stop is None else part.start + stop
+        return self.table[:, part.start + start : end]
 
 
 def _per_layer(name: str, t: Tensor, packing: Packing) -> tuple[Tensor, ...]:
-    """A gathered (B, L, ...) tensor split into per-layer views. The down-projections are
-    stored transposed (trimmed rows stay contiguous); BitFit deltas go per token if packed."""
-    if name in ("in_w", "ad_w"):
+    """A gathered (B, L, ...) tensor split into per-layer views. Down-projections are stored
+    transposed (trimmed rows stay contiguous); token-wise deltas go per token if packed."""
+    spec = TENSORS[name]
+    if spec.transposed:
         t = t.transpose(-1, -2)
-    elif name.startswith("bitfit_") and packing.packed:
+    elif spec.per_token and packing.packed:
         t = packing.per_token(t.squeeze(-2))  # (n, L, w)
     return t.unbind(1)
 
@@ -108,17 +102,9 @@ class _Taker:
 
     def __init__(self, bank: TaskBank, slots: Tensor, plan: BatchPlan) -> None:
         self.bank, self.slots, self.plan = bank, slots, plan
-        self.sizes = {
-            "rank": plan.rank,
-            "bottleneck": plan.bottleneck,
-            "prefix": plan.prefix,
-            "labels": plan.labels,
-        }
 
     def __call__(self, name: str) -> Tensor:
-        kind = TRIM.get(name, ((), None))[1]
-        width = None if kind is None else trimmed_width(kind, self.sizes[kind])
-        return self.table(self.bank.trimmed(name, width))
+        return self.table(self.bank.trimmed(name, self.plan.sizes))
 
     def table(self, t: Tensor) -> Tensor:
         s = self.plan.single_slot

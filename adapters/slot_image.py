@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from adapters.bank import CONST, ON, G, TaskBank, gate_row
+from adapters.bank import TaskBank, config_tensors, table_row
 from adapters.config import MethodConfig
+from adapters.dims import BankSizes
 from adapters.errors import ArtifactError
-from adapters.fused import fuse, mixing
+from adapters.fused import fuse
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class ImageLayout:
 class SlotImage:
     config: MethodConfig
     num_labels: int
-    tensors: dict[str, Tensor]  # fused at the task's sizes; gate mixing tables at the bank's
-    gate_row: Tensor  # (TABLE_WIDTH,)
+    tensors: dict[str, Tensor]  # fused at the task's sizes; config-built ones at the bank's
+    table_row: Tensor  # (TABLE_WIDTH,)
 
     @property
     def nbytes(self) -> int:
@@ -51,7 +52,7 @@ class SlotImage:
     def pinned(self) -> SlotImage:
         """The same image in page-locked host memory (a direct copy to a GPU bank)."""
         tensors = {k: t.pin_memory() for k, t in self.tensors.items()}
-        return SlotImage(self.config, self.num_labels, tensors, self.gate_row.pin_memory())
+        return SlotImage(self.config, self.num_labels, tensors, self.table_row.pin_memory())
 
 
 @torch.no_grad()
@@ -63,7 +64,6 @@ def prepare_image(
     the same slot, from half the bytes), else in the bank's dtype."""
     num_labels = int(weights["head_out_b"].shape[0])
     mine = bank.fitting_sizes(cfg, weights)
-    room = bank.sizes.as_tuple()
     dtype = image_dtype(weights, bank.dtype)
     like = torch.zeros(1, dtype=dtype, device=device)
     cast = {k: v.to(device=device, dtype=dtype) for k, v in weights.items()}
@@ -71,8 +71,8 @@ def prepare_image(
         tensors = fuse(cast, bank.dims, mine, like)
     except (RuntimeError, ValueError) as exc:
         raise ArtifactError(f"task tensors do not fit the pool's slot shapes: {exc}") from exc
-    row = gate_row(cfg)
-    tensors.update(_mixing_tables(tuple(row), *room[:2], bank.dtype, str(device)))
+    row = table_row(cfg)
+    tensors.update(_config_tensors(tuple(row), bank.sizes, bank.dtype, str(device)))
     for name, source in tensors.items():
         room_shape = tuple(bank.tensors[name].shape[1:])
         if len(source.shape) != len(room_shape) or any(
@@ -87,13 +87,13 @@ def prepare_image(
 
 
 @functools.lru_cache(maxsize=64)
-def _mixing_tables(
-    row: tuple[float, ...], rank: int, bottleneck: int, dtype: torch.dtype, device: str
+def _config_tensors(
+    row: tuple[float, ...], sizes: BankSizes, dtype: torch.dtype, device: str
 ) -> dict[str, Tensor]:
-    """A slot's gate-mixing tables, shared by every image with the same gate row (few
-    distinct rows exist; building them is most of an image's fixed cost). Never written to."""
-    tables = mixing(row[ON:CONST], list(row[CONST : CONST + G]), rank, bottleneck)
-    return {k: v.to(device=device, dtype=dtype) for k, v in tables.items()}
+    """A slot's config-built tensors (the gate-mixing tables), shared by every image with the
+    same table row (few distinct rows exist; building them is most of an image's fixed
+    cost). Never written to."""
+    return {k: v.to(device=device, dtype=dtype) for k, v in config_tensors(row, sizes).items()}
 
 
 def image_dtype(weights: dict[str, Tensor], bank_dtype: torch.dtype) -> torch.dtype:
@@ -117,10 +117,7 @@ def write_image(bank: TaskBank, slot: int, image: SlotImage) -> None:
             continue
         dest[tuple(slice(0, s) for s in source.shape)].copy_(source)
         zero_outside(dest, tuple(source.shape))
-    bank.meta.write(slot, image.config, image.num_labels)
-    bank.gate_table[slot].copy_(image.gate_row)
-    length = bank.meta.prefix_length[slot]
-    bank.prefix_table[slot] = torch.arange(bank.prefix_table.shape[1]) < length
+    bank.write_config(slot, image.config, image.num_labels, image.table_row)
 
 
 def zero_outside(dest: Tensor, shape: tuple[int, ...]) -> None:
@@ -139,5 +136,5 @@ def read_image(bank: TaskBank, slot: int, config: MethodConfig, layout: ImageLay
     for name, shape in layout.shapes.items():
         out = torch.empty(shape, dtype=layout.dtypes[name])
         tensors[name] = out.copy_(bank.tensors[name][slot][tuple(slice(0, s) for s in shape)])
-    row = bank.gate_table[slot].to(device="cpu", copy=True)
+    row = bank.table[slot].to(device="cpu", copy=True)
     return SlotImage(config, layout.num_labels, tensors, row)

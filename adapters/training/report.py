@@ -10,27 +10,21 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from adapters.config import MethodConfig
+from adapters.config import PRESETS, MethodConfig
 from adapters.data.glue import GLUE_TASKS, glue_dir_name
+from adapters.methods import GATES, METHODS
 from adapters.training.report_runs import runs_table, winners
 from adapters.training.study import RUNS_DIR
 
 CSV_FILE, TABLE_FILE, PLOT_FILE = "results.csv", "results.md", "results.png"
 TASK_ORDER = ("sst2", "cola", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
-METHOD_ORDER = ("ft", "bitfit", "head", "a", "p", "l", "ap", "al", "pl", "apl")
-SINGLE_METHODS = ("a", "p", "l")
-PAPER_NAMES = {
-    "FT": "Fine-tuning",
-    "BitFit": "BitFit",
-    "Head": "Head only",
-    "A": "Adapter",
-    "P": "Prefix",
-    "L": "LoRA",
-    "AP": "UniPELT (AP)",
-    "APL": "UniPELT (APL)",
-    "AP-NoGate": "UniPELT-NoGate (AP)",
-    "APL-NoGate": "UniPELT-NoGate (APL)",
-}
+METHOD_ORDER = tuple(PRESETS)  # the trainer's baseline, then each method module's presets
+# UniPELT's parts: the presets that use one gated method alone (A, P, L)
+SINGLE_METHODS = tuple(
+    name
+    for name, cfg in PRESETS.items()
+    if any(cfg.methods_on == [m.name] for m in METHODS if m.letter)
+)
 CSV_COLUMNS = (
     "run_id", "task", "k", "method", "method_name", "seed", "main_metric", "test_main",
     "dev_main", "steps", "best_step", "epochs", "stopped_early", "lr", "seconds_per_step",
@@ -45,8 +39,23 @@ def load_records(out: Path) -> list[dict[str, Any]]:
 
 
 def method_label(method: str) -> str:
-    name = MethodConfig.preset(method).name
-    return PAPER_NAMES.get(name, name)
+    return paper_name(MethodConfig.preset(method))
+
+
+def paper_name(cfg: MethodConfig) -> str:
+    """The paper's name of a method: Fine-tuning, Adapter, UniPELT (AP), UniPELT-NoGate (APL),
+    ...; the short name (`MethodConfig.name`) where the paper has none."""
+    if cfg.full_finetune:
+        return "Fine-tuning"
+    on = [m for m in METHODS if m.switch is not None and m is not GATES and m.on(cfg)]
+    if not on:
+        return next(m.paper_name for m in METHODS if m.switch is None and m.paper_name)
+    if len(on) == 1 and not cfg.uses_gates:
+        return on[0].paper_name or cfg.name
+    letters = "".join(m.letter for m in on)
+    if len(letters) == len(on) > 1:
+        return f"{GATES.paper_name}{'' if cfg.uses_gates else '-NoGate'} ({letters})"
+    return cfg.name
 
 
 def task_label(task: str) -> str:

@@ -6,7 +6,8 @@ import pytest
 
 from adapters.config import MethodConfig
 from adapters.errors import ConfigError
-from adapters.schema import BackboneDims, kept_parameter_count, prefix_mlp_parameter_count
+from adapters.methods.prefix import prefix_mlp_parameter_count
+from adapters.schema import BackboneDims, kept_parameter_count
 
 BAD = [
     ({"lora_r": 0}, "lora_r"),
@@ -84,7 +85,7 @@ def test_bert_base_counts_match_the_paper():
 )
 def test_a_size_counts_only_when_its_submodule_is_on(preset, used):
     sizes = MethodConfig.preset(preset).used_sizes
-    assert (sizes.lora_r, sizes.bottleneck, sizes.prefix_length) == used
+    assert (sizes.lora_rank, sizes.bottleneck, sizes.prefix_length) == used
 
 
 def test_max_tokens_leaves_out_positions_roberta_reserves(tiny_bert, tiny_roberta):

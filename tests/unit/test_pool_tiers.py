@@ -124,7 +124,7 @@ def test_eviction_hands_over_the_victim_while_its_slot_still_holds_it(tiny_bert,
     pool.insert(("b", 1), *task, pin=False)
     assert [key for key, _ in read_back] == [("a", 1)]
     copy = read_back[0][1]
-    assert copy.layout == half.layout and torch.equal(copy.gate_row, half.gate_row)
+    assert copy.layout == half.layout and torch.equal(copy.table_row, half.table_row)
     assert all(torch.equal(copy.tensors[k], t) for k, t in half.tensors.items())
     pool.retire_task("b")  # a retired version leaves without being handed over
     assert len(read_back) == 1 and len(pool) == 0

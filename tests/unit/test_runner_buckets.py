@@ -10,7 +10,7 @@ from adapters.config import MethodConfig
 from adapters.model import UniPELTModel
 from adapters.plan import Buckets, plan_batch
 from harness.tasks import random_task
-from service.engine.inference.runner import BatchRunner, Shapes
+from service.engine.inference.runner import BatchRunner
 
 P = MethodConfig.preset
 TASKS = [
@@ -30,11 +30,12 @@ def test_bucketed_batch_gives_the_exact_batch_logits(tiny_bert):
     slots = [1, 2, 3, 3, 1]
     runner = BatchRunner(model, bank, None, pad_token_id=0, device=torch.device("cpu"))
     exact, _ = runner.inputs(encoded, slots)
-    runner.shapes = Shapes(static=True, max_rows=32)
+    runner.buckets = Buckets.static(max_rows=32)
     padded, _ = runner.inputs(encoded, slots)
     assert tuple(padded.ids.shape) == (8, 16) and tuple(exact.ids.shape) == (5, 11)
     static = plan_batch(bank, padded.slots.tolist(), True, Buckets.static(), single_slot=False)
-    assert (static.rank, static.bottleneck, static.prefix) == (8, 16, 4)
+    sizes = static.sizes
+    assert (sizes.lora_rank, sizes.bottleneck, sizes.prefix_length) == (8, 16, 4)
     with torch.no_grad():
         want = model(exact.ids, exact.mask, bank, exact.slots, exact.types).logits
         got = model(padded.ids, padded.mask, bank, padded.slots, padded.types, plan=static)

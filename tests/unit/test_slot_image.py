@@ -26,7 +26,8 @@ SIZES = BankSizes(lora_rank=8, bottleneck=16, prefix_length=6, num_labels=8)
 
 def _state(bank: TaskBank, slot: int) -> dict[str, torch.Tensor]:
     out = {name: t[slot] for name, t in bank.tensors.items()}
-    out.update(gate_table=bank.gate_table[slot], prefix_table=bank.prefix_table[slot])
+    out.update(table=bank.table[slot])
+    out.update({f"keys:{k}": v[slot] for k, v in bank.key_tables.items()})
     return out
 
 
@@ -43,9 +44,7 @@ def test_image_write_equals_bank_write(tiny_bert, cfg, labels):
     expected, got = _state(reference, 1), _state(bank, 1)
     for name in expected:
         assert torch.equal(got[name], expected[name]), name
-    assert {k: v[1] for k, v in vars(bank.meta).items()} == {
-        k: v[1] for k, v in vars(reference.meta).items()
-    }
+    assert bank.meta.row(1) == reference.meta.row(1)
     assert image.nbytes <= sum(t[1].numel() * t.element_size() for t in bank.tensors.values())
 
 
@@ -73,9 +72,10 @@ def test_half_precision_image_writes_the_slot_bank_write_does(tiny_bert, stored,
     reference.write(0, cfg, weights)
     bank = TaskBank.allocate(1, tiny_bert.dims, SIZES, dtype=bank_dtype, lazy=True)
     image = prepare_image(bank, cfg, weights, "cpu")
-    assert {t.dtype for k, t in image.tensors.items() if k in weights or k.startswith("in_")} == {
-        kept
+    fused_weights = {
+        k: t for k, t in image.tensors.items() if k in weights or k in ("in_w", "in_b")
     }
+    assert {t.dtype for t in fused_weights.values()} == {kept}
     write_image(bank, 0, image)
     expected, got = _state(reference, 0), _state(bank, 0)
     for name in expected:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from adapters import constants as C
 from adapters.bank import TaskBank
+from adapters.methods import GATES
 from adapters.model import UniPELTModel
 from adapters.packing import Packing, packing_for
 from adapters.plan import BatchPlan, Buckets, plan_batch
@@ -31,21 +31,6 @@ class Row(TextRow):
 class RowResult:
     prediction: RowPrediction
     gates: dict[str, list[float]] | None  # submodule -> one value per layer
-
-
-@dataclass(frozen=True)
-class Shapes:
-    """How batches are padded: exact sizes, or buckets (few static shapes, for graphs)."""
-
-    static: bool = False
-    max_rows: int = 32
-    token_step: int = 16
-
-    def rows(self, n: int) -> int:
-        return min(1 << (n - 1).bit_length(), max(self.max_rows, n)) if self.static else n
-
-    def tokens(self, n: int) -> int:
-        return -(-n // self.token_step) * self.token_step if self.static else n
 
 
 @dataclass
@@ -84,8 +69,8 @@ class BatchRunner:
         self.pad = pad_token_id
         self.device = device
         self.graphs = GraphCache(model, bank, device, max_graphs)
-        self.shapes = Shapes(static=self.graphs.enabled, max_rows=max_rows)
-        self.buckets = Buckets.static() if self.graphs.enabled else Buckets.exact()
+        # graphs: few static shapes (rows, tokens and sizes rounded up); else exact sizes
+        self.buckets = Buckets.static(max_rows) if self.graphs.enabled else Buckets.exact()
         self.pin = device.type == "cuda"  # pinned host memory only exists with CUDA
 
     def run(self, rows: list[Row]) -> list[RowResult | Exception]:
@@ -135,7 +120,7 @@ class BatchRunner:
         """Host tensors padded to the batch's shape bucket (padding rows: one token, on the
         first row's slot), allocated pinned on CUDA, and each row's real length."""
         lengths = [len(ids) for ids, _ in encoded]
-        B, T = self.shapes.rows(len(encoded)), self.shapes.tokens(max(lengths))
+        B, T = self.buckets.rows(len(encoded)), self.buckets.tokens(max(lengths))
         extra = B - len(encoded)
         rows = [ids + [self.pad] * (T - len(ids)) for ids, _ in encoded]
         types = [(t or [0] * len(ids)) + [0] * (T - len(ids)) for ids, t in encoded]
@@ -157,11 +142,8 @@ def _resident(row: Row) -> Resident:
 
 
 def _gate_dict(gates: torch.Tensor, resident: Resident) -> dict[str, list[float]]:
-    """Gate values per layer for the submodules this task has. gates: (L, G)."""
-    cfg = resident.config
-    present = {"prefix": cfg.prefix, "lora_q": cfg.lora, "lora_v": cfg.lora, "adapter": cfg.adapter}
+    """Gate values per layer for the gated methods this task has. gates: (L, G)."""
     return {
-        name: [round(float(v), 6) for v in gates[:, i]]
-        for i, name in enumerate(C.GATE_NAMES)
-        if present[name]
+        g.name: [round(float(v), 6) for v in gates[:, g.column]]
+        for g in GATES.present(resident.config)
     }

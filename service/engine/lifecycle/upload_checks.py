@@ -65,7 +65,7 @@ class UploadCheck:
         """Within these limits an adapter fits a bank slot by construction (`size_pool`)."""
         used, s = artifact.config.used_sizes, self.settings
         limits = [  # (name in the artifact, its value, the setting that bounds it)
-            ("lora_r", used.lora_r, "pool_max_lora_rank"),
+            ("lora_r", used.lora_rank, "pool_max_lora_rank"),
             ("bottleneck", used.bottleneck, "pool_max_bottleneck"),
             ("prefix_length", used.prefix_length, "pool_max_prefix_length"),
             ("labels", artifact.manifest.num_labels, "pool_max_labels"),
