@@ -85,6 +85,40 @@ def test_captured_graphs_give_the_eager_logits_and_see_slot_writes(setup, tiny_b
     assert graphs.captures == 1
 
 
+def test_returning_gates_leaves_the_logits_unchanged(setup, tiny_bert):
+    """The gate record samples requests: a batch that computes gates answers what it would
+    without them."""
+    tasks, model, ids, mask, slots = setup
+    bank = TaskBank.from_tasks(tasks, tiny_bert.dims, DEVICE)
+    plan = plan_batch(bank, slots.tolist(), padded=True)
+    row = (ids.to(DEVICE), mask.to(DEVICE), bank, slots.to(DEVICE))
+    with torch.inference_mode():
+        plain = model(*row, plan=plan)
+        gated = model(*row, return_gates=True, plan=plan)
+    assert plain.gates is None and gated.gates is not None
+    torch.testing.assert_close(gated.logits, plain.logits, atol=1e-6, rtol=0)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA graphs need a CUDA device")
+def test_a_graph_that_returns_gates_gives_the_same_logits_and_the_eager_gates(setup, tiny_bert):
+    """The same with captured graphs: a graph per want_gates, the same logits either way."""
+    tasks, model, ids, mask, slots = setup
+    bank = TaskBank.from_tasks(tasks, tiny_bert.dims, DEVICE)
+    graphs = GraphCache(model, bank, DEVICE, max_graphs=4)
+    plan = plan_batch(bank, slots.tolist(), True, Buckets.static(), single_slot=False)
+    inputs = Inputs(ids.pin_memory(), mask.pin_memory(), torch.zeros_like(ids), slots)
+    with torch.inference_mode():
+        plain, none = graphs.run(inputs, plan, want_gates=False)
+        plain = plain.clone()
+        with_gates, gates = graphs.run(inputs, plan, want_gates=True)
+        eager = model(
+            ids.to(DEVICE), mask.to(DEVICE), bank, slots.to(DEVICE), return_gates=True, plan=plan
+        )
+    assert none is None and gates is not None and graphs.captures == 2
+    torch.testing.assert_close(with_gates, plain, atol=1e-6, rtol=0)
+    torch.testing.assert_close(gates, eager.gates, atol=1e-5, rtol=0)
+
+
 def test_bfloat16_on_the_device_is_within_tolerance_of_float32(setup, tiny_bert):
     tasks, _, ids, mask, slots = setup
     low_model = UniPELTModel(copy.deepcopy(tiny_bert)).to(DEVICE, torch.bfloat16).eval()
