@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
@@ -176,7 +178,7 @@ class Engine:
         missing = [task for task, r in zip(tasks, held) if r is None]
         try:
             if missing:
-                loaded = iter(await self.store_work.run(self._acquire_all, missing))
+                loaded = iter(await self._acquire_off_loop(missing))
                 held = [r if r is not None else next(loaded) for r in held]
         except BaseException:
             self._release_all(r for r in held if r is not None)
@@ -251,6 +253,21 @@ class Engine:
         """Fold the rows' gates into the task's record; drop them unless they were asked for."""
         self.gate_record.add(task, version, [r.gates for r in results])
         return results if returned else [replace(r, gates=None) for r in results]
+
+    async def _acquire_off_loop(self, tasks: Sequence[str]) -> list[Resident]:
+        """`_acquire_all` on the store's pool. A request cancelled meanwhile (a client that
+        hangs up during a load) cannot stop the thread: whatever it pins is released when it
+        finishes, so no slot stays pinned by a request that is gone."""
+        future = self.store_work.submit(self._acquire_all, tasks)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._release_abandoned)
+            raise
+
+    def _release_abandoned(self, future: Future[list[Resident]]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._release_all(future.result())
 
     def _acquire_all(self, tasks: Sequence[str]) -> list[Resident]:
         """Pin every task's live adapter, or none (a failure releases what was pinned)."""

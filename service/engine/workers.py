@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -28,6 +28,11 @@ class WorkerPool:
         """`fn(*args, **kwargs)` on one of this pool's threads."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """`fn(*args, **kwargs)` queued on this pool; the caller keeps the future (so work
+        that outlives a cancelled request can still be cleaned up when it finishes)."""
+        return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self) -> None:
         """Queued work is dropped; running calls finish on their own (no wait)."""
