@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # chunks; an idle keep-alive connection is closed after keep_alive_s.
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)
+    # A body must average this many bytes/s once body_timeout_s has passed (0: no minimum).
+    min_body_rate: float = Field(16384.0, ge=0)
     keep_alive_s: int = Field(5, ge=1)
 
     api_token: SecretStr | None = None  # bearer token for write endpoints

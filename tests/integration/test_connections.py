@@ -15,6 +15,7 @@ from harness.service_process import ServiceProcess, start_service
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TOKEN = "conn-token"
 TIMEOUT_S = 1  # header, body and keep-alive timeouts of the service under test
+MIN_RATE = 5  # bytes per second a body must average (after TIMEOUT_S of grace)
 PATIENCE_S = 6.0  # how long a test waits for the service to act (a shared, slow machine)
 
 
@@ -25,6 +26,7 @@ def service(tmp_path_factory) -> ServiceProcess:
         "UNIPELT_HEADER_TIMEOUT_S": str(TIMEOUT_S),
         "UNIPELT_BODY_TIMEOUT_S": str(TIMEOUT_S),
         "UNIPELT_KEEP_ALIVE_S": str(TIMEOUT_S),
+        "UNIPELT_MIN_BODY_RATE": str(MIN_RATE),
     }
     svc = start_service(tmp_path_factory.mktemp("conn"), env, serve=True)
     yield svc
@@ -111,8 +113,33 @@ def test_a_stalled_body_is_cut_after_the_body_timeout(service):
         assert closed, data[:200]
 
 
+def test_a_dripped_body_is_cut_by_the_minimum_rate(service):
+    """One byte every 0.5 s: every pause is shorter than the body timeout, but 2 bytes/s is
+    under the minimum rate, so the connection is closed once the grace is used up."""
+    head = (
+        b"POST /v1/nope/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    with connect(service) as sock:
+        sock.sendall(head + b'{"inputs": "')
+        started, cut, data = time.monotonic(), False, b""
+        while time.monotonic() - started < PATIENCE_S:
+            try:
+                sock.sendall(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                cut = True
+                break
+            data, closed = read_until_closed(sock, 0.5)
+            if closed:
+                cut = True
+                break
+        assert cut and data == b"", f"a body dripped at 2 bytes/s was never cut: {data[:200]!r}"
+        assert time.monotonic() - started >= TIMEOUT_S * 0.5  # the grace was given
+
+
 def test_a_slow_but_steady_body_is_served(service):
-    """Pauses shorter than the body timeout, a total longer than every timeout: served."""
+    """Pauses shorter than the body timeout, a total longer than every timeout, above the
+    minimum rate (10 bytes/s): served."""
     body = b'{"inputs": "a film"}'
     head = (
         "POST /v1/nope/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
