@@ -20,6 +20,8 @@ from adapters.config import MethodConfig
 # A label or metric name: 1..N characters, not only whitespace.
 Label = Annotated[str, StringConstraints(min_length=1, max_length=C.MAX_LABEL_CHARS)]
 MetricName = Annotated[str, StringConstraints(min_length=1, max_length=C.MAX_LABEL_CHARS)]
+# A metric value: a finite JSON number (no "NaN", "inf" or "0.9" strings, no NaN, no booleans).
+MetricValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class BackboneIdentity(BaseModel):
@@ -52,7 +54,7 @@ class Manifest(BaseModel):
     label_names: list[Label] = Field(default_factory=list, max_length=C.MAX_LABELS)
     backbone: BackboneIdentity
     tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
-    metrics: dict[MetricName, float] = Field(default_factory=dict, max_length=C.MAX_METRICS)
+    metrics: dict[MetricName, MetricValue] = Field(default_factory=dict, max_length=C.MAX_METRICS)
     trainable_parameters: int = Field(default=0, ge=0, le=C.MAX_PARAMETERS)
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     # Storage dtype of every tensor in the weights (a serving bank casts at slot write).

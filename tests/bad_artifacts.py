@@ -126,6 +126,11 @@ BAD_ARTIFACTS: list[tuple[str, Mutation, str]] = [
     ("empty-label", tamper_manifest(lambda d: d["label_names"].append("")), "label"),
     ("blank-label", tamper_manifest(lambda d: d["label_names"].append("  ")), "whitespace"),
     ("blank-metric", tamper_manifest(lambda d: d.update(metrics={" ": 1.0})), "whitespace"),
+    ("metric-nan-string", tamper_manifest(lambda d: d.update(metrics={"acc": "NaN"})), "number"),
+    ("metric-inf-string", tamper_manifest(lambda d: d.update(metrics={"f1": "inf"})), "number"),
+    ("metric-nan", tamper_manifest(lambda d: d.update(metrics={"acc": float("nan")})), "finite"),
+    ("metric-number-string", tamper_manifest(lambda d: d.update(metrics={"a": "0.9"})), "number"),
+    ("metric-bool", tamper_manifest(lambda d: d.update(metrics={"acc": True})), "number"),
     (
         "parameters-10**400",
         tamper_manifest(lambda d: d.update(trainable_parameters=10**400)),

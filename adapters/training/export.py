@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def build_manifest(outcome: RunOutcome, task_name: str) -> Manifest:
         label_names=list(spec.label_names),
         backbone=backbone_identity(learner.backbone),
         tokenizer={"max_length": outcome.settings.max_length, "text_pair": outcome.has_pairs},
-        metrics=outcome.metrics(),
+        # a diverged run's NaN is printed, not stored: manifests hold finite numbers only
+        metrics={k: v for k, v in outcome.metrics().items() if math.isfinite(v)},
         trainable_parameters=learner.kept_parameter_count(),
         weights_sha256=_PLACEHOLDER_SHA,
     )
