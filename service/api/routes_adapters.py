@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Header, Response, UploadFile, status
 
 from service.api.deps import EngineDep, TaskName, require_read, require_write
 from service.api.schemas import ErrorOut, RollbackRequest
-from service.engine.lifecycle.manager import AdapterVersion, TaskDetail, TaskLive
+from service.engine.lifecycle.manager import AdapterVersion, TaskDetail, TaskLive, UploadOutcome
 from service.engine.lifecycle.peft_upload import PeftUpload
 from service.errors import InvalidInputError
 
@@ -25,10 +26,19 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+UPLOAD_KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+
+
+def upload_key(value: str | None) -> str | None:
+    if value is not None and not UPLOAD_KEY.fullmatch(value):
+        raise InvalidInputError("Idempotency-Key must be 1..200 of A-Z a-z 0-9 . _ : -")
+    return value
+
+
 @router.put(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=AdapterVersion,
+    response_model=UploadOutcome,
     responses=UPLOAD_ERRORS,
     dependencies=[Depends(require_write)],
     summary="Upload an artifact (manifest + weights), or a PEFT LoRA adapter (adapter_config + "
@@ -36,6 +46,7 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def upload_adapter(
     engine: EngineDep,
+    response: Response,
     manifest: Annotated[UploadFile | None, File(description="manifest.json")] = None,
     weights: Annotated[UploadFile | None, File(description="adapter.safetensors")] = None,
     adapter_config: Annotated[UploadFile | None, File(description="PEFT config")] = None,
@@ -44,11 +55,17 @@ async def upload_adapter(
     labels: Annotated[str | None, Form(description="PEFT: names in head order")] = None,
     text_pair: Annotated[bool | None, Form(description="PEFT: inputs are pairs")] = None,
     max_length: Annotated[int | None, Form(description="PEFT: tokens per input")] = None,
-) -> AdapterVersion:
-    """The whole body is at most UNIPELT_MAX_UPLOAD_BYTES, checked while it arrives."""
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="A key of your choosing: a retry with it answers what it committed"),
+    ] = None,
+) -> UploadOutcome:
+    """The whole body is at most UNIPELT_MAX_UPLOAD_BYTES, checked while it arrives. 201 for
+    a new version; 200 (`replayed`) when the Idempotency-Key had committed it already."""
+    key = upload_key(idempotency_key)
     if manifest is not None and weights is not None and adapter_config is None:
-        return await engine.adapters.upload(await manifest.read(), await weights.read())
-    if adapter_config is not None and adapter_weights is not None and manifest is None:
+        outcome = await engine.adapters.upload(await manifest.read(), await weights.read(), key)
+    elif adapter_config is not None and adapter_weights is not None and manifest is None:
         if not task:
             raise InvalidInputError("a PEFT upload needs a task part (the task name)")
         peft = PeftUpload(
@@ -59,11 +76,15 @@ async def upload_adapter(
             text_pair,
             max_length,
         )
-        return await engine.adapters.upload_peft(peft)
-    raise InvalidInputError(
-        "send the parts manifest and weights (an artifact), or adapter_config, "
-        "adapter_weights, task and labels (a PEFT LoRA adapter)"
-    )
+        outcome = await engine.adapters.upload_peft(peft, key)
+    else:
+        raise InvalidInputError(
+            "send the parts manifest and weights (an artifact), or adapter_config, "
+            "adapter_weights, task and labels (a PEFT LoRA adapter)"
+        )
+    if outcome.replayed:
+        response.status_code = status.HTTP_200_OK
+    return outcome
 
 
 @router.get("", response_model=list[TaskLive], dependencies=[Depends(require_read)])

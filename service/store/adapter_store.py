@@ -13,7 +13,6 @@ way round: the transaction hides the version and leaves a marker, then the blobs
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, cast
 
 import redis
@@ -33,13 +32,12 @@ from service.store.errors import (
 from service.store.events import EventCallback, EventKind, StoreEvent, encode_event
 from service.store.keys import BLOB_PARTS, DEFAULT_PREFIX, Keys
 from service.store.orphans import DEFAULT_GC_GRACE_S, DELETING, drop_blobs, gc_orphans
+from service.store.publish import UploadRecord, allocate, commit, replay
 from service.store.records import (
     LiveState,
     Published,
     VersionInfo,
-    parse_manifest,
     sha256_hex,
-    utc_now_iso,
 )
 from service.store.subscription import Subscription
 from service.store.transaction import generation_of, run_transaction
@@ -62,59 +60,45 @@ class AdapterStore:
     # -- writes -----------------------------------------------------------------------------
 
     def publish(
-        self, task: str, manifest_bytes: bytes, weights_bytes: bytes, make_live: bool = True
+        self,
+        task: str,
+        manifest_bytes: bytes,
+        weights_bytes: bytes,
+        make_live: bool = True,
+        upload_key: str | None = None,
     ) -> Published:
         """Store a new version. With `make_live`, it becomes live unless a newer one already is
-        (concurrent uploads: the highest version wins)."""
-        weights_sha = sha256_hex(weights_bytes)
-        manifest = parse_manifest(task, manifest_bytes, weights_sha)
-        stamp = repr(time.time()).encode()
-        with redis_errors(f"allocating a version of {task!r}"):
-            version = int(self.client.incr(self.keys.next_version(task)))
-            self.client.set(self.keys.pending(task, version), stamp)
-        info = VersionInfo(
-            task=task,
-            version=version,
-            sha256=weights_sha,
-            size_bytes=len(weights_bytes),
-            uploaded_at=utc_now_iso(),
-            manifest=manifest,
-            manifest_sha256=sha256_hex(manifest_bytes),
-        )
-        self.blobs.put(self.keys.blob(task, version, "manifest"), manifest_bytes)
-        self.blobs.put(self.keys.blob(task, version, "weights"), weights_bytes)
-        published = self._commit(info, stamp, make_live)
-        self._emit(StoreEvent(EventKind.PUBLISHED, task, version, published.generation))
+        (concurrent uploads: the highest version wins). With `upload_key`, an upload that
+        already committed under that key is answered instead (`replayed`; see `publish.py`)."""
+        if upload_key is not None:
+            wanted = UploadRecord(task, 0, sha256_hex(weights_bytes), sha256_hex(manifest_bytes))
+            with redis_errors(f"reading the upload key of {task!r}"):
+                earlier = replay(self.client, self.keys, upload_key, wanted)
+            if earlier is not None:
+                return earlier
+        info, stamp = self._prepare(task, manifest_bytes, weights_bytes)
+        published = self._commit(info, stamp, make_live, upload_key)
+        if published.version != info.version:  # the key's upload committed meanwhile
+            drop_blobs(self.client, self.blobs, self.keys, task, [info.version])
+            return published
+        self._emit(StoreEvent(EventKind.PUBLISHED, task, info.version, published.generation))
         if published.live:
-            self._emit(StoreEvent(EventKind.LIVE, task, version, published.generation))
+            self._emit(StoreEvent(EventKind.LIVE, task, info.version, published.generation))
         return published
 
-    def _commit(self, info: VersionInfo, stamp: bytes, make_live: bool) -> Published:
-        """The one transaction that makes `info` visible (and maybe live)."""
-        task, version, k = info.task, info.version, self.keys
-        pending, live_key, gen_key = k.pending(task, version), k.live(task), k.generation(task)
+    def _prepare(
+        self, task: str, manifest_bytes: bytes, weights_bytes: bytes
+    ) -> tuple[VersionInfo, bytes]:
+        """Allocate the version, then write its blobs under the pending marker."""
+        info, stamp = allocate(self.client, self.keys, task, manifest_bytes, weights_bytes)
+        self.blobs.put(self.keys.blob(task, info.version, "manifest"), manifest_bytes)
+        self.blobs.put(self.keys.blob(task, info.version, "weights"), weights_bytes)
+        return info, stamp
 
-        def txn(pipe: Pipeline) -> Published:
-            if pipe.get(pending) != stamp:
-                raise VersionConflictError(
-                    f"upload of {task!r} version {version} was garbage-collected before it "
-                    "committed; upload again"
-                )
-            live = pipe.get(live_key)
-            move = make_live and (live is None or int(live) < version)
-            generation = generation_of(pipe, gen_key)
-            pipe.multi()
-            pipe.hset(k.versions(task), str(version), info.to_json())
-            pipe.sadd(k.tasks, task)
-            if move:
-                generation += 1
-                pipe.set(live_key, version)
-                pipe.set(gen_key, generation)
-            pipe.delete(pending)
-            return Published(info, move, generation)
-
-        action = f"committing {task!r} version {version}"
-        return run_transaction(self.client, action, txn, pending, live_key, gen_key)
+    def _commit(
+        self, info: VersionInfo, stamp: bytes, make_live: bool, upload_key: str | None = None
+    ) -> Published:
+        return commit(self.client, self.keys, info, stamp, make_live, upload_key)
 
     def set_live(self, task: str, version: int | None = None) -> LiveState:
         """Point the task at `version`, or with None at the highest version below the live one

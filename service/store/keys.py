@@ -12,6 +12,8 @@ Layout (prefix ``p``, default ``unipelt:``):
                                         longer) indexed; `AdapterStore.gc_orphans` removes them
 - ``{p}blob:{task}:{version}:manifest`` blob key (also the file key of a non-Redis blob store)
 - ``{p}blob:{task}:{version}:weights``  blob key
+- ``{p}upload:{key}``                   string: JSON of what the upload with this client key
+                                        committed (task, version, checksums); expires
 - ``{p}events``                         pub/sub channel of JSON events
 """
 
@@ -69,6 +71,9 @@ class Keys:
         """(task, version) of a key built by `pending`."""
         task, _, version = key.removeprefix(f"{self.prefix}pending:").rpartition(":")
         return task, int(version)
+
+    def upload(self, upload_key: str) -> str:
+        return f"{self.prefix}upload:{upload_key}"
 
     def blob(self, task: str, version: int, part: BlobPart) -> str:
         return f"{self.prefix}blob:{task}:{version}:{part}"

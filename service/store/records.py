@@ -74,6 +74,7 @@ class Published:
     info: VersionInfo
     live: bool
     generation: int
+    replayed: bool = False  # an earlier commit of the same upload (its key, or a lost reply)
 
     @property
     def version(self) -> int:

@@ -21,7 +21,7 @@ from service.engine.workers import WorkerPool
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
 from service.store.errors import StoreUnavailableError
-from service.store.records import LiveState, VersionInfo
+from service.store.records import LiveState, Published, VersionInfo
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,19 @@ class AdapterVersion:
             method=_method_name(info.manifest.get("method")),
             metrics=info.manifest.get("metrics") or {},
         )
+
+
+@dataclass(frozen=True)
+class UploadOutcome(AdapterVersion):
+    """An upload's answer; `replayed`: the upload key had committed this version already
+    (`live` then says whether it is live now)."""
+
+    replayed: bool = False
+
+    @classmethod
+    def of_published(cls, published: Published) -> UploadOutcome:
+        version = AdapterVersion.of(published.info, published.live)
+        return cls(**{**version.__dict__, "replayed": published.replayed})
 
 
 @dataclass(frozen=True)
@@ -95,29 +108,35 @@ class AdapterManager:
         self.check, self.metrics = check, metrics
         self.store_work, self.upload_work = store_work, upload_work
 
-    async def upload(self, manifest_bytes: bytes, weights: bytes) -> AdapterVersion:
+    async def upload(
+        self, manifest_bytes: bytes, weights: bytes, upload_key: str | None = None
+    ) -> UploadOutcome:
         """Validate fully, publish; `live` says whether this upload became the live version
-        when it committed (False when a newer version was live already)."""
+        when it committed (False when a newer version was live already). With `upload_key`,
+        an upload that committed under that key already is answered instead (`replayed`)."""
         try:
-            return await self.upload_work.run(self._upload, manifest_bytes, weights)
+            return await self.upload_work.run(self._upload, manifest_bytes, weights, upload_key)
         except Exception:
             self.metrics.uploads.labels(result="refused").inc()
             raise
 
-    async def upload_peft(self, peft: PeftUpload) -> AdapterVersion:
+    async def upload_peft(self, peft: PeftUpload, upload_key: str | None = None) -> UploadOutcome:
         """A PEFT LoRA adapter, converted to an artifact, then uploaded like any other."""
         try:
-            return await self.upload_work.run(self._upload_peft, peft)
+            return await self.upload_work.run(self._upload_peft, peft, upload_key)
         except Exception:
             self.metrics.uploads.labels(result="refused").inc()
             raise
 
-    def _upload_peft(self, peft: PeftUpload) -> AdapterVersion:
-        return self._upload(*self.check.convert_peft(peft))
+    def _upload_peft(self, peft: PeftUpload, upload_key: str | None) -> UploadOutcome:
+        return self._upload(*self.check.convert_peft(peft), upload_key)
 
-    def _upload(self, manifest_bytes: bytes, weights: bytes) -> AdapterVersion:
+    def _upload(
+        self, manifest_bytes: bytes, weights: bytes, upload_key: str | None
+    ) -> UploadOutcome:
         artifact = self.check(manifest_bytes, weights)
-        published = self.store.publish(artifact.manifest.task, manifest_bytes, weights)
+        task = artifact.manifest.task
+        published = self.store.publish(task, manifest_bytes, weights, upload_key=upload_key)
         # Keep what was just validated: when this replica holds the task, the first request
         # after the swap is a hit, with no fetch or parse.
         key = (published.info.task, published.version)
@@ -127,7 +146,7 @@ class AdapterManager:
                 LiveState(published.info.task, published.version, published.generation)
             )
         self.metrics.uploads.labels(result="accepted").inc()
-        return AdapterVersion.of(published.info, published.live)
+        return UploadOutcome.of_published(published)
 
     async def list_tasks(self) -> list[TaskLive]:
         return await self.store_work.run(self._list)
