@@ -4,10 +4,12 @@ hashing on the task, side by side in one run.
 4 replicas with small banks (200 slots, host tier off) on one Redis (filesystem blobs in one
 shared directory), two HAProxy instances with the shipped config in front of the same replicas
 (one switched to `balance roundrobin`), wrk (bench/http/scale.lua) sending Zipf (s = 1)
-traffic over 2,000 and then 10,000 seeded tasks. Each measured window follows a warm-up
-window of the same routing. Per window: requests per second, bank hit ratio, store loads per
-second, requests per replica (max/mean) and wrk's p50/p99. The reference "one replica with the
-fleet's slots" is the LRU simulation of bench/http/fleet_sim.py on the same popularity.
+traffic over 2,000 and then 10,000 seeded tasks. Each measured window follows a warm-up of
+the same routing: one request to each of the Zipf head's tasks (as many as the fleet has
+slots, least popular first), then an unmeasured wrk window. Per window: requests per
+second, bank hit ratio, store loads per second, requests per replica (max/mean) and wrk's
+p50/p99. The reference "one replica with the fleet's slots" is the LRU simulation of
+bench/http/fleet_sim.py on the same popularity.
 
     python -m bench.http.fleet --out docs/benchmarks.md
     python -m bench.http.fleet --quick
@@ -16,6 +18,7 @@ fleet's slots" is the LRU simulation of bench/http/fleet_sim.py on the same popu
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -25,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import httpx
 import torch
 
 from adapters.backbone import load_backbone
-from bench.http.fleet_sim import lru_hits, zipf_trace
-from bench.http.scale_seed import seed_store
+from bench.http.fleet_sim import simulate, zipf_trace
+from bench.http.scale_seed import seed_store, task_name
 from bench.http.scale_wrk import LUA, delta, scrape, settle
 from bench.report import replace_block
 from bench.run import machine
@@ -45,6 +48,7 @@ from service.store.factory import BLOBS_DIR, make_client
 BEGIN, END = "<!-- fleet:begin -->", "<!-- fleet:end -->"
 ROUTINGS = {"round-robin": "round-robin", "bounded load": "affinity"}
 STORE_LOADS = 'unipelt_adapter_load_source_seconds_count{source="store"}'
+SIM_REQUESTS = 400_000
 _SEEDS = itertools.count(1)
 
 
@@ -113,12 +117,42 @@ def wrk_window(lb_url: str, fleet: Fleet, tasks: int, bodies: Path, seconds: flo
     }
 
 
-def one_replica_hit_ratio(tasks: int, slots: int) -> float:
-    """An LRU of the fleet's total slots under the same Zipf popularity (simulated)."""
-    requests = max(200_000, 40 * tasks)
-    trace = zipf_trace(tasks, requests, shift=0, phase=1, seed=0)
-    one = np.zeros(requests, dtype=np.int64)
-    return lru_hits(trace.tasks, one, 1, slots, requests // 2) / (requests - requests // 2)
+def scan_head(lb_url: str, tasks: int, slots: int, concurrency: int) -> None:
+    """One request to each of the `slots` most popular tasks (rank = task index), least
+    popular first, so every routing starts its warm-up window near its steady state."""
+    queue = iter(range(min(slots, tasks) - 1, -1, -1))
+
+    async def scan() -> None:
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(base_url=lb_url, limits=limits, timeout=120) as client:
+
+            async def worker() -> None:
+                for rank in queue:
+                    body = {"inputs": "a scan of the most popular tasks"}
+                    r = await client.post(f"/v1/{task_name(rank)}/predict", json=body)
+                    r.raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    asyncio.run(scan())
+
+
+def simulated(tasks: int, args: argparse.Namespace) -> dict[str, float]:
+    """Steady-state bank hit ratios of this fleet's shape (bench/http/fleet_sim.py, the same
+    popularity, the benchmark's connections in flight): routing -> hit ratio."""
+    sim = argparse.Namespace(
+        tasks=tasks,
+        replicas=args.replicas,
+        slots=args.slots,
+        requests=SIM_REQUESTS,
+        warmup=SIM_REQUESTS // 2,
+        in_flight=max(1, args.connections // args.replicas),
+        factor=args.factor,
+        points=1600,
+        seed=0,
+    )
+    trace = zipf_trace(tasks, SIM_REQUESTS, shift=0, phase=1, seed=0)
+    return {r.routing.split(",")[0]: r.hit_ratio for r in simulate(trace, sim)}
 
 
 def run(args: argparse.Namespace, root: Path) -> dict:
@@ -153,19 +187,18 @@ def run(args: argparse.Namespace, root: Path) -> dict:
                 order = list(ROUTINGS) if round_ % 2 == 0 else list(reversed(ROUTINGS))
                 for name in order:
                     url = balancers[name].url
+                    scan_head(url, tasks, args.replicas * args.slots, args.connections // 4)
                     wrk_window(url, fleet, tasks, bodies, args.warmup, args)  # not measured
                     w = wrk_window(url, fleet, tasks, bodies, args.window, args)
-                    w.update(routing=name, round=round_)
+                    w.update(routing=name, round=round_, load=round(os.getloadavg()[0], 1))
                     windows.append(w)
                     log(
                         f"{tasks} tasks, {name}: {w['rps']:.1f} req/s, hit ratio "
                         f"{w['hit_ratio']:.3f}, {w['store_loads_per_s']:.1f} store loads/s"
                     )
-        fleet_slots = args.replicas * args.slots
-        reference = {n: one_replica_hit_ratio(n, fleet_slots) for n in args.tasks}
         return {
             "windows": windows,
-            "one_replica": reference,
+            "simulated": {n: simulated(n, args) for n in args.tasks},
             "seed_s": seeded.seconds,
             "texts": text_source,
         }
@@ -179,21 +212,23 @@ def run(args: argparse.Namespace, root: Path) -> dict:
 
 def render(results: dict, args: argparse.Namespace) -> str:
     fleet_slots = args.replicas * args.slots
+    loads = ", ".join(str(w["load"]) for w in results["windows"])
     lines = [
         f"Command: `{args.command}` ({results['seconds']:.0f} s)",
         "",
         f"Machine: {machine()}, shared with other jobs while it ran (load average "
-        f"{results['load_before']} before, {results['load_after']} after): hit ratios, store "
-        "loads per request and per-replica counts do not depend on CPU speed; throughput and "
-        "latencies do.",
+        f"{results['load_before']} before, {loads} at the end of each window, "
+        f"{results['load_after']} after): hit ratios, store loads per request and per-replica "
+        "counts do not depend on CPU speed; throughput and latencies do.",
         "",
         f"{args.replicas} replicas x {args.slots} bank slots (host tier off; the fleet holds "
         f"{fleet_slots:,}), one torch thread each, on one embedded Redis with filesystem blobs "
         f"in one shared directory; HAProxy 2.6 with docker/haproxy/haproxy.cfg "
         f"(hash-balance-factor {args.factor}) or the same with `balance roundrobin`; wrk, 1 "
         f"thread, {args.connections} connections, Zipf (s = 1) over the tasks, one text per "
-        f"request ({results['texts']}). Each window: {args.warmup:.0f} s of warm-up with the "
-        f"same routing, then {args.window:.0f} s measured. x one replica: the bank hit ratio "
+        f"request ({results['texts']}). Each window: a scan of the {fleet_slots:,} most popular "
+        f"tasks and {args.warmup:.0f} s of Zipf traffic with the same routing, then "
+        f"{args.window:.0f} s measured. x one replica: the bank hit ratio "
         f"over that of one replica holding the fleet's {fleet_slots:,} slots (LRU, simulated "
         f"on the same popularity).",
         "",
@@ -203,7 +238,7 @@ def render(results: dict, args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in results["windows"]:
-        one = results["one_replica"][w["tasks"]]
+        one = results["simulated"][w["tasks"]]["one replica"]
         lines.append(
             f"| {w['tasks']:,} | {w['routing']} | {w['rps']:.1f} | {w['hit_ratio']:.3f} "
             f"| {w['hit_ratio'] / one:.2f} | {w['store_loads_per_s']:.1f} "
@@ -211,8 +246,17 @@ def render(results: dict, args: argparse.Namespace) -> str:
             f"| {w['requests_max_mean']:.2f} | {w['p50_ms']:.0f} | {w['p99_ms']:.0f} "
             f"| {w['errors']} |"
         )
-    one = ", ".join(f"{n:,} tasks {h:.3f}" for n, h in results["one_replica"].items())
-    lines += ["", f"One replica with {fleet_slots:,} slots (simulated): {one}."]
+    lines += [
+        "",
+        f"Simulated steady state of this shape (bench/http/fleet_sim.py: {SIM_REQUESTS:,} "
+        f"requests, the second half counted, {max(1, args.connections // args.replicas)} in "
+        "flight per replica), bank hit ratio:",
+        "",
+        "| tasks | " + " | ".join(next(iter(results["simulated"].values()))) + " |",
+        "|---|" + "---|" * len(next(iter(results["simulated"].values()))),
+    ]
+    for n, ratios in results["simulated"].items():
+        lines.append(f"| {n:,} | " + " | ".join(f"{h:.3f}" for h in ratios.values()) + " |")
     return "\n".join(lines)
 
 
