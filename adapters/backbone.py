@@ -112,7 +112,10 @@ def load_backbone(name_or_path: str | None = None, device: str | torch.device = 
             f"model type {config.model_type!r} is not a supported BERT-layout encoder "
             f"({', '.join(SUPPORTED_MODEL_TYPES)})"
         )
-    model = AutoModel.from_pretrained(path, local_files_only=True, attn_implementation="sdpa")
+    # float32 whatever the checkpoint stores (a float16 copy is upcast on load).
+    model = AutoModel.from_pretrained(
+        path, local_files_only=True, attn_implementation="sdpa", dtype=torch.float32
+    )
     return backbone_from_model(model, name=name, path=path, device=device)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -22,14 +23,15 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from adapters.backbone import Backbone, load_backbone
+from adapters.backbone import Backbone
 from adapters.bank import BankSizes, TaskBank
 from adapters.model import UniPELTModel
 from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
 from adapters.tokenization import load_tokenizer
+from bench.backbones import bench_backbone
 from bench.tasks import APL, TaskSet, apply_head, stacked_heads
-from bench.workload import Encoder, Request, load_texts, make_workload
+from bench.workload import GLUE_DIR, Encoder, Request, load_texts, make_workload
 from service.engine.inference.cuda_graphs import GraphCache, Inputs
 
 
@@ -51,6 +53,12 @@ TOKEN_STEP = 16  # the runner's sequence-length bucket when graphs are on
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--backbone",
+        default=os.environ.get("UNIPELT_BACKBONE"),
+        help="checkpoint directory (a config.json alone: random weights); default packaged",
+    )
+    p.add_argument("--glue-dir", type=Path, default=os.environ.get("UNIPELT_GLUE_DIR", GLUE_DIR))
     p.add_argument("--tasks", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--batch", type=int, nargs="+", default=[32])
     p.add_argument("--dtype", nargs="+", default=["float32"])
@@ -174,9 +182,8 @@ def bank_of(tasks: TaskSet, n: int, device, dtype) -> TaskBank:
     return bank
 
 
-def run_case(args, backbone, model, tasks, encoder, texts, n, b, dtype) -> list[dict]:
+def run_case(args, backbone, model, bank, tasks, encoder, texts, n, b, dtype) -> list[dict]:
     device = args.device
-    bank = bank_of(tasks, n, device, dtype)
     heads = {k: v.to(device, dtype) for k, v in stacked_heads(tasks.weights(1)).items()}
     workload = make_workload(texts, n, args.popularity, b * (args.windows + 1))
     windows = workload.windows(b)
@@ -225,9 +232,9 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    base = load_backbone()
+    base = bench_backbone(args.backbone)
     encoder = Encoder(load_tokenizer(base.path))
-    texts, source = load_texts()
+    texts, source = load_texts(Path(args.glue_dir))
     tasks = TaskSet(base, "apl")
     results = []
     for name in args.dtype:
@@ -236,14 +243,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         backbone.model = copy.deepcopy(base.model).to(args.device, dtype)
         model = UniPELTModel(backbone).eval()
         for n in args.tasks:
+            bank = bank_of(tasks, n, args.device, dtype)
             for b in args.batch:
                 print(f"tasks {n}, batch {b}, {name}", file=sys.stderr, flush=True)
-                results += run_case(args, backbone, model, tasks, encoder, texts, n, b, dtype)
-    print(f"{source}; device {args.device}; {args.threads} thread(s); {args.windows} windows")
+                results += run_case(
+                    args, backbone, model, bank, tasks, encoder, texts, n, b, dtype
+                )
+            del bank
+    print(
+        f"{base.name} ({base.dims}); {source}; device {args.device}; "
+        f"{args.threads} thread(s); {args.windows} windows"
+    )
     print(table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"device": args.device, "texts": source, "torch": torch.__version__}
+        meta = {
+            "device": args.device,
+            "backbone": base.name,
+            "dims": str(base.dims),
+            "texts": source,
+            "torch": torch.__version__,
+        }
         args.json.write_text(json.dumps({"meta": meta, "rows": results}, indent=2))
     return results
 

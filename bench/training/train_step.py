@@ -7,12 +7,14 @@ Each round builds every method's learner afresh (same seed) and runs the same fi
 training batches of the run `unipelt train --task T --k K` would make, once per optimiser,
 the two taken in alternating order; the first step of each is a warm-up. The table gives the
 median round's seconds per step (wall and process CPU) and the optimiser's CPU seconds, and says
-whether both gave the same losses and weights bit for bit (they must).
+whether both gave the same losses and weights bit for bit (they must on the CPU). `--device cuda`
+trains on the GPU (wall time after a device sync); `--json` writes the medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from adapters.backbone import Backbone, load_backbone
+from adapters.backbone import Backbone
 from adapters.config import MethodConfig
 from adapters.tokenization import load_tokenizer
 from adapters.training.batching import train_order
@@ -30,6 +32,7 @@ from adapters.training.optim import OptimiserFactory, make_optimiser, torch_adam
 from adapters.training.run import EncodedTask, encode_task
 from adapters.training.tasks import glue_task_data
 from adapters.training.trainer import Trainer
+from bench.backbones import bench_backbone
 
 ARMS: dict[str, OptimiserFactory] = {"torch": torch_adamw, "sliced": make_optimiser}
 
@@ -67,6 +70,8 @@ def run_arm(
     wall, cpu = time.perf_counter(), time.process_time()
     for step, index in enumerate(batches[1:], 1):
         losses.append(trainer.step(data, index, step))
+    if learner.device.type == "cuda":
+        torch.cuda.synchronize()
     n = len(batches) - 1
     arm.wall.append((time.perf_counter() - wall) / n)
     arm.cpu.append((time.process_time() - cpu) / n)
@@ -87,15 +92,20 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=TrainSettings().batch_size)
+    p.add_argument("--backbone", default=os.environ.get("UNIPELT_BACKBONE"))
+    p.add_argument("--json", default=None, help="write the medians here")
     args = p.parse_args()
     if not args.data_dir:
         p.error("give --data-dir (or UNIPELT_GLUE_DIR)")
     torch.set_num_threads(args.threads)
-    backbone = load_backbone(None)
+    backbone = bench_backbone(args.backbone)
+    backbone.model.to(args.device)
     task = encode_task(
         load_tokenizer(backbone.path), glue_task_data(args.data_dir, args.task, args.k, 0, 0), 128
     )
-    settings = TrainSettings(seed=0)
+    settings = TrainSettings(seed=0, batch_size=args.batch_size)
     order = torch.Generator().manual_seed(settings.seed)
     batches: list[list[int]] = []
     while len(batches) < args.steps + 1:
@@ -111,7 +121,7 @@ def main() -> None:
     med = statistics.median
     print(
         f"{args.task} K={args.k}, {args.steps} timed steps x {args.rounds} rounds, "
-        f"{torch.get_num_threads()} thread(s); medians over rounds\n"
+        f"{torch.get_num_threads()} thread(s), device {args.device}; medians over rounds\n"
     )
     print("| method | AdamW | s/step wall | s/step CPU | optimiser CPU s/step | CPU vs torch |")
     print("|---|---|---|---|---|---|")
@@ -124,6 +134,20 @@ def main() -> None:
             )
     same = {m: identical(arms[m]["torch"], arms[m]["sliced"]) for m in methods}
     print("\nlosses and weights bit-identical:", same)
+    if args.json:
+        rows = [
+            {"method": m, "adamw": name, "s_per_step_wall": med(a.wall), "s_per_step_cpu": med(a.cpu)}
+            for m in methods
+            for name, a in arms[m].items()
+        ]
+        meta = {
+            "device": args.device,
+            "backbone": backbone.name,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+        }
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows, "bit_identical": same}, f, indent=2)
 
 
 if __name__ == "__main__":

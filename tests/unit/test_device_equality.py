@@ -119,17 +119,18 @@ def test_a_graph_that_returns_gates_gives_the_same_logits_and_the_eager_gates(se
     torch.testing.assert_close(gates, eager.gates, atol=1e-5, rtol=0)
 
 
-def test_bfloat16_on_the_device_is_within_tolerance_of_float32(setup, tiny_bert):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_precision_on_the_device_is_within_tolerance_of_float32(setup, tiny_bert, dtype):
     tasks, _, ids, mask, slots = setup
-    low_model = UniPELTModel(copy.deepcopy(tiny_bert)).to(DEVICE, torch.bfloat16).eval()
-    bank = TaskBank.from_tasks(tasks, tiny_bert.dims, DEVICE, torch.bfloat16)
+    low_model = UniPELTModel(copy.deepcopy(tiny_bert)).to(DEVICE, dtype).eval()
+    bank = TaskBank.from_tasks(tasks, tiny_bert.dims, DEVICE, dtype)
     plan = plan_batch(bank, slots.tolist(), padded=True)
     with torch.no_grad():
         low = low_model(ids.to(DEVICE), mask.to(DEVICE), bank, slots.to(DEVICE), plan=plan)
         ref = UniPELTModel(tiny_bert).eval()(
             ids, mask, TaskBank.from_tasks(tasks, tiny_bert.dims), slots
         )
-    bound = precision_bound(torch.bfloat16, ref.logits)
+    bound = precision_bound(dtype, ref.logits)
     assert float((low.logits.float().cpu() - ref.logits).abs().max()) <= bound
 
 
