@@ -22,7 +22,12 @@ from safetensors.torch import load_file, save_file
 from adapters.backbone import packaged_backbone_path
 from bench.workload import GLUE_DIR
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 BERT_BASE = {
     "hidden_size": 768,
     "num_hidden_layers": 12,

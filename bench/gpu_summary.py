@@ -36,9 +36,12 @@ def train(data: dict) -> str:
 
 def tiers(data: dict) -> str:
     names = ("host_tier_copy", "host_tier_hit_via_resolver", "store_load")
-    return "; ".join(
-        f"{n} p50 {data[n]['p50_ms']:.3f} / p99 {data[n]['p99_ms']:.3f} ms" for n in names
-    ) + f" (pinned {data['pinned']}, {data['image_bytes'] / 2**20:.2f} MiB)"
+    return (
+        "; ".join(
+            f"{n} p50 {data[n]['p50_ms']:.3f} / p99 {data[n]['p99_ms']:.3f} ms" for n in names
+        )
+        + f" (pinned {data['pinned']}, {data['image_bytes'] / 2**20:.2f} MiB)"
+    )
 
 
 KINDS = {"forward": forward, "train": train, "tiers": tiers}

@@ -246,9 +246,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             bank = bank_of(tasks, n, args.device, dtype)
             for b in args.batch:
                 print(f"tasks {n}, batch {b}, {name}", file=sys.stderr, flush=True)
-                results += run_case(
-                    args, backbone, model, bank, tasks, encoder, texts, n, b, dtype
-                )
+                results += run_case(args, backbone, model, bank, tasks, encoder, texts, n, b, dtype)
             del bank
     print(
         f"{base.name} ({base.dims}); {source}; device {args.device}; "

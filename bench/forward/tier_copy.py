@@ -17,7 +17,6 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,13 +32,6 @@ from service.store.adapter_store import AdapterStore
 from service.store.blobs import RedisBlobStore
 from service.store.embedded import start_embedded_redis
 from service.store.factory import make_client
-
-
-def timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -62,23 +54,24 @@ def measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, device, url: 
         store.publish(name, *tasks.artifact(i, name))
     bank = TaskBank.allocate(slots, backbone.dims, BankSizes(), dev)
     tiers = build_tiers(store, backbone, Metrics(), bank, 1 << 34, pin_host=dev.type == "cuda")
-    store_loads, host_hits = [], []
+    store_loads: list[float] = []
+    host_hits: list[float] = []
     for p in range(passes + 1):  # pass 0 fills the host tier from the store
         for name in names:
-            resident = None
-
-            def acquire(name: str = name) -> None:
-                nonlocal resident
-                resident = tiers.resolver.acquire(name)
-
-            (store_loads if p == 0 else host_hits).append(timed(acquire, sync))
+            start = time.perf_counter()
+            resident = tiers.resolver.acquire(name)
+            sync()
+            (store_loads if p == 0 else host_hits).append(time.perf_counter() - start)
             tiers.resolver.release(resident)
     assert len(tiers.host) == n_tasks, "every task should be in the host tier"
     images = [e.image for e in (tiers.host.get(k) for k in tiers.host.recent()) if e]
-    copies = []
-    for p in range(passes):
+    copies: list[float] = []
+    for _ in range(passes):
         for i, image in enumerate(images):
-            copies.append(timed(lambda i=i, image=image: write_image(bank, i % slots, image), sync))
+            start = time.perf_counter()
+            write_image(bank, i % slots, image)
+            sync()
+            copies.append(time.perf_counter() - start)
     image = prepare_image(bank, tasks.cfg, tasks.weights(1)[0], "cpu")
     client.close()
     return {

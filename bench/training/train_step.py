@@ -136,7 +136,12 @@ def main() -> None:
     print("\nlosses and weights bit-identical:", same)
     if args.json:
         rows = [
-            {"method": m, "adamw": name, "s_per_step_wall": med(a.wall), "s_per_step_cpu": med(a.cpu)}
+            {
+                "method": m,
+                "adamw": name,
+                "s_per_step_wall": med(a.wall),
+                "s_per_step_cpu": med(a.cpu),
+            }
             for m in methods
             for name, a in arms[m].items()
         ]
