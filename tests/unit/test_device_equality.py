@@ -1,6 +1,7 @@
 """The mixed forward on the device named by UNIPELT_TEST_DEVICE (default cpu; bench/gpu_check.sh
 runs this file with cuda): a mixed batch equals its rows run alone, the device agrees with the
-CPU, and the CUDA runner's captured graphs give the eager logits."""
+CPU, bfloat16 and float16 stay within the stated bound of float32, and the CUDA runner's
+captured graphs give the eager logits."""
 
 from __future__ import annotations
 
