@@ -12,7 +12,8 @@
 #   tiers      bench.forward.tier_copy: host-tier copy into a slot and a store load, p50/p99
 # Files (flat, 7) go to $OUT (default bench/results/gpu): summary.txt (one line per step),
 # log.txt, equality.txt and one JSON per benchmark. Planned at under 7 minutes on one H200.
-# `--dry-run` runs every step on the CPU at tiny sizes (under two minutes).
+# `--dry-run` runs every step on the CPU at tiny sizes (under two minutes). GPUCHECK_STEPS
+# (e.g. "minilm tiers") runs only the steps named, for a rerun.
 # Run from the repository root: bash bench/gpu_check.sh [--dry-run]
 set -uo pipefail
 DRY=0
@@ -53,12 +54,14 @@ else
   T_EQ=75 T_MINILM=110 T_BERT=130 T_TRAIN=50 T_TIERS=35
 fi
 status=0
+STEPS=${GPUCHECK_STEPS:-equality minilm bertbase train tiers}
 
 # step NAME SECONDS SUMMARY_KIND JSON -- COMMAND...: runs COMMAND under `timeout`, output to
 # log.txt, then one line to summary.txt (from the JSON when the step wrote one).
 step() {
   local name=$1 limit=$2 kind=$3 json=$4
   shift 5
+  [[ " $STEPS " == *" $name "* ]] || return 0
   local started=$SECONDS rc line
   echo "=== $name: $*" >>"$OUT/log.txt"
   timeout -k 5 "$limit" "$@" >>"$OUT/log.txt" 2>&1
@@ -86,7 +89,7 @@ PY
 UNIPELT_TEST_DEVICE=$DEV step equality "$T_EQ" - - -- \
   "$PY" -m pytest -q -p no:cacheprovider -o addopts= tests/unit/test_device_equality.py \
   tests/unit/test_runner_buckets.py
-grep -E "passed|failed|error" "$OUT/log.txt" | tail -3 >"$OUT/equality.txt"
+grep -E "passed|failed|error" "$OUT/log.txt" | tail -3 >"$OUT/equality.txt" || true
 
 step minilm "$T_MINILM" forward "$OUT/forward_minilm.json" -- \
   "$PY" -m bench.forward.fused_forward --device $DEV --backbone "$MINILM" "${FWD[@]}" \
