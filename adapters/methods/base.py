@@ -22,6 +22,7 @@ from adapters.dims import BackboneDims, BankSizes
 if TYPE_CHECKING:
     from adapters.backbone import Backbone
     from adapters.config import MethodConfig
+    from adapters.peft_layout import PeftFormat
     from adapters.plan import BatchPlan
     from adapters.rows import BatchRows
 
@@ -302,6 +303,11 @@ class Method:
     def gathers(self, plan: BatchPlan) -> tuple[str, ...]:
         """Bank tensors the forward reads for this batch."""
         return self.owned if self.active(plan) else ()
+
+    @property
+    def peft(self) -> PeftFormat | None:
+        """Its PEFT save format, when PEFT adapters of it convert exactly (`peft_layout`)."""
+        return None
 
     # --- forward
     @cached_property
