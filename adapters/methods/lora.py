@@ -29,13 +29,11 @@ from adapters.methods.base import (
     SitePart,
     Term,
     TermFn,
-    flag,
     gates_at,
     pad_to,
-    positive_int,
-    positive_number,
     stored,
 )
+from adapters.methods.fields import flag, positive_int, positive_number
 
 if TYPE_CHECKING:
     from adapters.backbone import Backbone
