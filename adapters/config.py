@@ -11,7 +11,7 @@ from typing import Any
 from adapters.dims import BankSizes
 from adapters.errors import ConfigError
 from adapters.methods import GATES, METHODS, SIZED
-from adapters.methods.base import Field, flag
+from adapters.methods.fields import Field, flag
 
 # A training mode, not a method: the whole backbone trains (its result is not an adapter).
 FULL_FINETUNE = flag("full_finetune", False)

@@ -1,4 +1,5 @@
-"""Write a LoRA-only task artifact as a PEFT adapter directory (`PeftModel.from_pretrained`).
+"""Write a task artifact as a PEFT adapter directory (`PeftModel.from_pretrained`), when its
+method alone has a PEFT format (`Method.peft`: LoRA without gates, ...).
 
 The base model is `AutoModelForSequenceClassification` on the same backbone with
 `num_labels` outputs (1 for regression); the head travels in `modules_to_save`.
@@ -17,14 +18,17 @@ from adapters.artifact import Artifact
 from adapters.atomic import write_directory
 from adapters.backbone import Backbone
 from adapters.errors import ArtifactError
+from adapters.methods import BY_NAME, PEFT_FORMATS
 
 
 def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
-    """(adapter_config.json bytes, adapter_model.safetensors bytes) for a LoRA-only task."""
+    """(adapter_config.json bytes, adapter_model.safetensors bytes) of the task."""
     cfg = artifact.config
-    if not cfg.lora or cfg.prefix or cfg.adapter or cfg.bitfit or cfg.uses_gates:
+    fmt = next((f for f in PEFT_FORMATS.values() if f.exports(cfg)), None)
+    if fmt is None:
+        kinds = " or ".join(f"{BY_NAME[f.method].paper_name}-only" for f in PEFT_FORMATS.values())
         raise ArtifactError(
-            f"only LoRA-only tasks without gates can be written as PEFT LoRA; "
+            f"only {kinds} tasks without gates can be written as PEFT adapters; "
             f"task {artifact.manifest.task!r} uses {cfg.name}"
         )
     if artifact.manifest.backbone.fingerprint != backbone.fingerprint:
@@ -33,10 +37,9 @@ def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
     w = artifact.weights
     tensors: dict[str, Tensor] = {}
     for layer in range(backbone.dims.layers):
-        for proj, ours in P.PROJ.items():
-            for part in "AB":
-                key = P.lora_key(layout.base, layer, proj, part)
-                tensors[key] = w[f"lora_{ours}_{part}"][layer].t()
+        for t in fmt.tensors():
+            key = P.layer_key(layout.base, layer, t.module, t.suffix)
+            tensors[key] = t.to_peft(w[t.ours][layer])
     for ours, key in layout.keys().items():
         tensors[key] = w[ours].t() if ours.endswith("_w") else w[ours]
     manifest = artifact.manifest
@@ -49,7 +52,7 @@ def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
     }
     blob = save_safetensors({k: v.contiguous() for k, v in tensors.items()}, metadata)
     base = str(backbone.path) if Path(backbone.path).is_dir() else backbone.name
-    config = P.peft_config(cfg.lora_r, cfg.lora_alpha, base, layout)
+    config = fmt.config(cfg, base, layout)
     return json.dumps(config, indent=2).encode(), blob
 
 

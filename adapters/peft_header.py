@@ -1,9 +1,10 @@
 """Check a PEFT adapter's tensors from the safetensors header alone, before any is loaded.
 
-Every tensor must be one the conversion consumes and PEFT itself would apply: LoRA on a
-query/value module the config targets (in `layers_to_transform`, not in `exclude_modules`),
-or a classification-head tensor, in a float dtype, of exactly the expected shape. Sizes are
-bounded by the caller's limits here, so nothing is allocated in proportion to a declared size.
+Every tensor must be one the conversion consumes and PEFT itself would apply: a tensor of the
+method's format (`PeftFormat.tensors`) on a module the config targets (in
+`layers_to_transform`, not in `exclude_modules`), or a classification-head tensor, in a float
+dtype, of exactly the expected shape. Sizes are bounded by the caller's limits here, so
+nothing is allocated in proportion to a declared size.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from adapters.errors import ArtifactError, BackboneMismatchError
 from adapters.schema import BackboneDims
 
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+# A per-layer tensor's key: base model, layer, the module inside the layer, and what follows
+# it (the last one or two names, e.g. `lora_A.weight` or `ia3_l`).
+LAYER_KEY = re.compile(
+    r"^base_model\.model\.(?P<base>\w+)\.encoder\.layer\.(?P<layer>\d+)\."
+    r"(?P<module>[\w.]+?)\.(?P<suffix>\w+(?:\.weight|\.bias)?)$"
+)
 
 
 @dataclass(frozen=True)
@@ -40,12 +47,6 @@ class Limits:
     max_labels: int = C.MAX_LABELS
     rank_setting: str = ""
     labels_setting: str = ""
-
-
-def _over(what: str, limit: int, setting: str) -> ArtifactError:
-    """`what`: "r=20 exceeds", "5000 labels exceed"."""
-    where = f" ({setting})" if setting else ""
-    return ArtifactError(f"PEFT adapter: {what} the limit of {limit}{where}")
 
 
 def _invalid(reason: str) -> ArtifactError:
@@ -90,47 +91,47 @@ def _entry(name: str, entry: object) -> Entry:
 
 def check_entries(
     header: Header,
-    settings: P.LoraSettings,
+    fmt: P.PeftFormat,
+    settings: P.Settings,
     layout: P.HeadLayout,
     dims: BackboneDims,
     limits: Limits,
 ) -> int:
     """Refuse any tensor the conversion would not apply exactly; return the label count."""
-    if settings.r > limits.max_lora_rank:
-        raise _over(f"r={settings.r} exceeds", limits.max_lora_rank, limits.rank_setting)
+    fmt.check_limits(settings, limits)
     num_labels = _check_head(header.entries, layout, dims, limits)
     head = {key: ours for ours, key in layout.keys().items()}
-    lora_halves: dict[tuple[int, str], set[str]] = {}
+    ours = {(t.module, t.suffix): t for t in fmt.tensors()}
+    found: set[tuple[int, str, str]] = set()
     for key, entry in header.entries.items():
         if entry.dtype not in FLOAT_DTYPES:
             raise ArtifactError(f"PEFT tensor {key[:200]} has dtype {entry.dtype}, not a float")
-        m = P.LORA_KEY.match(key)
-        if m is not None:
-            _check_lora(key, m, entry, settings, layout, dims)
-            lora_halves.setdefault((int(m["layer"]), m["proj"]), set()).add(m["part"])
-        elif key not in head:
+        if key in head:
+            continue
+        m = LAYER_KEY.match(key)
+        tensor = ours.get((m["module"], m["suffix"])) if m is not None else None
+        if m is None or tensor is None:
             raise ArtifactError(
-                f"PEFT adapter not representable: tensor {key[:200]} is neither LoRA on "
-                "query/value nor the classification head"
+                f"PEFT adapter not representable: tensor {key[:200]} is neither {fmt.holds} "
+                "nor the classification head"
             )
-    for (layer, proj), parts in sorted(lora_halves.items()):
-        if parts != {"A", "B"}:
+        layer = _check_layer(key, m, settings, layout, dims)
+        want = tensor.shape(settings, dims)
+        if entry.shape != want:
             raise ArtifactError(
-                f"PEFT adapter holds only lora_{''.join(parts)} of layer {layer} {proj}"
+                f"{key} has shape {entry.shape}, expected {want} ({fmt.describe(settings, dims)})"
             )
-    if not lora_halves:
-        raise ArtifactError("PEFT adapter holds no LoRA weights on query or value")
+        found.add((layer, tensor.module, tensor.suffix))
+    if not found:
+        raise ArtifactError(f"PEFT adapter holds no {fmt.holds} weights")
+    fmt.check_complete(found)
     return num_labels
 
 
-def _check_lora(
-    key: str,
-    m: re.Match[str],
-    entry: Entry,
-    settings: P.LoraSettings,
-    layout: P.HeadLayout,
-    dims: BackboneDims,
-) -> None:
+def _check_layer(
+    key: str, m: re.Match[str], settings: P.Settings, layout: P.HeadLayout, dims: BackboneDims
+) -> int:
+    """The layer of a per-layer tensor PEFT would apply on this backbone."""
     if m["base"] != layout.base:
         raise ArtifactError(
             f"PEFT adapter not representable: {key} is for a {m['base']!r} model, "
@@ -139,17 +140,14 @@ def _check_lora(
     layer = int(m["layer"])
     if layer >= dims.layers:
         raise BackboneMismatchError(f"{key}: layer {layer}, the backbone has {dims.layers} layers")
-    module = f"{m['base']}.encoder.layer.{layer}.attention.self.{m['proj']}"
-    left_out_by = settings.applies_to(module, m["proj"], layer)
+    module = f"{m['base']}.encoder.layer.{layer}.{m['module']}"
+    left_out_by = settings.placement.applies_to(module, layer)
     if left_out_by is not None:
         raise ArtifactError(
             f"PEFT adapter not representable: tensor {key} is on {module}, which "
-            f"{left_out_by} leaves without LoRA (PEFT would not apply it)"
+            f"{left_out_by} leaves out (PEFT would not apply it)"
         )
-    r, d = settings.r, dims.hidden
-    want = (r, d) if m["part"] == "A" else (d, r)
-    if entry.shape != want:
-        raise ArtifactError(f"{key} has shape {entry.shape}, expected {want} (r={r}, hidden={d})")
+    return layer
 
 
 def _check_head(
@@ -168,7 +166,7 @@ def _check_head(
             f"PEFT head out {out_w.shape} / {out_b.shape} is not a head on hidden size {d}"
         )
     if n > limits.max_labels:
-        raise _over(f"{n} labels exceed", limits.max_labels, limits.labels_setting)
+        raise P.over_limit(f"{n} labels exceed", limits.max_labels, limits.labels_setting)
     dense = {ours: entries.get(keys[ours]) for ours in ("head_dense_w", "head_dense_b")}
     for ours, shape in (("head_dense_w", (d, d)), ("head_dense_b", (d,))):
         entry = dense[ours]

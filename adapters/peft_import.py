@@ -1,8 +1,9 @@
-"""Convert a PEFT LoRA sequence-classification adapter into this library's artifact, exactly.
+"""Convert a PEFT sequence-classification adapter into this library's artifact, exactly.
 
-LoRA on query/value becomes method `l` (gates off, scale alpha / r); a layer PEFT left out
-(`layers_to_transform`) or a projection it did not target gets zero LoRA weights, which adds
-exact zeros. Anything else is refused with the reason.
+The adapter's `peft_type` picks the method whose PEFT format it is (`Method.peft`: LoRA on
+query/value becomes method `l`, gates off, scale alpha / r); a module or layer PEFT left out
+(`target_modules`, `layers_to_transform`) gets the value that adds nothing (zero LoRA
+weights). Anything else is refused with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from adapters.backbone import Backbone, resolve_backbone_path
 from adapters.config import MethodConfig
 from adapters.errors import ArtifactError, BackboneError, BackboneMismatchError
 from adapters.manifest import Manifest, TokenizerSettings
+from adapters.methods import BY_NAME, PEFT_FORMATS
 from adapters.peft_header import Limits, check_entries, read_header
 
 _PLACEHOLDER_SHA = "0" * 64
@@ -60,27 +62,40 @@ def import_peft(
     Config, tensor names, dtypes and shapes, labels and metadata are all checked (against
     `options.limits` too) before any tensor is loaded or allocated."""
     config = parse_config(config_bytes)
-    settings = P.check_config(config)
+    fmt, settings = check_config(config)
     header = read_header(weights_bytes)
     check_base_model(config, header.metadata, backbone, options.load_base_model)
     layout = P.head_layout(backbone.config.model_type)
-    num_labels = check_entries(header, settings, layout, backbone.dims, options.limits)
+    num_labels = check_entries(header, fmt, settings, layout, backbone.dims, options.limits)
     labels = _labels(options.labels, header.metadata, num_labels)
+    cfg = fmt.method_config(settings)
     raw = _load(weights_bytes)
     weights = {
-        **_lora_weights(raw, backbone, settings.r),
+        **_method_weights(raw, fmt, cfg, layout, backbone),
         **_head_weights(raw, backbone, layout),
     }
     try:
-        manifest = _manifest(options, settings, labels, header.metadata, weights, backbone)
+        manifest = _manifest(options, cfg, labels, header.metadata, weights, backbone)
     except ValidationError as exc:
         raise ArtifactError(f"converted manifest is invalid: {exc.errors()[0]['msg']}") from exc
     return manifest, check_tensors(manifest, weights, backbone)
 
 
+def check_config(config: dict) -> tuple[P.PeftFormat, P.Settings]:
+    """The format of the adapter's `peft_type`, and its settings, checked."""
+    fmt = PEFT_FORMATS.get(config.get("peft_type"))  # type: ignore[arg-type]
+    if fmt is None:
+        raise P.refuse(
+            f"peft_type is {P.short(config.get('peft_type'))}; only "
+            f"{' and '.join(PEFT_FORMATS)} are supported"
+        )
+    placement = P.placement(config, fmt)
+    return fmt, P.Settings(placement, fmt.values(config, placement))
+
+
 def _manifest(
     options: ImportOptions,
-    settings: P.LoraSettings,
+    cfg: MethodConfig,
     labels: list[str],
     metadata: dict[str, str],
     weights: dict[str, Tensor],
@@ -90,7 +105,7 @@ def _manifest(
     text_pair = _meta(options.text_pair, metadata, P.META_TEXT_PAIR, False, bool)
     return Manifest(
         task=options.task,
-        method=MethodConfig.preset("l", lora_r=settings.r, lora_alpha=settings.alpha).to_dict(),
+        method=cfg.to_dict(),
         problem_type="classification" if labels else "regression",
         label_names=labels,
         backbone=backbone_identity(backbone),
@@ -162,17 +177,23 @@ def _load(data: bytes) -> dict[str, Tensor]:
         raise ArtifactError(f"{P.WEIGHTS_FILE} is not a valid safetensors file: {exc}") from exc
 
 
-def _lora_weights(raw: dict[str, Tensor], backbone: Backbone, r: int) -> dict[str, Tensor]:
-    """Ours: A (L, d, r), B (L, r, d) = PEFT's lora_A.weight.T, lora_B.weight.T per layer
-    (names, layers and shapes were checked from the header)."""
-    L, d = backbone.dims.layers, backbone.dims.hidden
-    out: dict[str, Tensor] = {}
-    for p in P.PROJ.values():
-        out[f"lora_{p}_A"], out[f"lora_{p}_B"] = torch.zeros(L, d, r), torch.zeros(L, r, d)
-    for key, tensor in raw.items():
-        m = P.LORA_KEY.match(key)
-        if m is not None:
-            out[f"lora_{P.PROJ[m['proj']]}_{m['part']}"][int(m["layer"])] = tensor.float().t()
+def _method_weights(
+    raw: dict[str, Tensor],
+    fmt: P.PeftFormat,
+    cfg: MethodConfig,
+    layout: P.HeadLayout,
+    backbone: Backbone,
+) -> dict[str, Tensor]:
+    """The method's tensors: `fmt.fill` (adds nothing) where PEFT put none, each PEFT tensor
+    as row [layer] of ours (names, layers and shapes were checked from the header)."""
+    dims = backbone.dims
+    shapes = BY_NAME[fmt.method].artifact_shapes(cfg, dims, 1)
+    out = {name: torch.full(shape, fmt.fill) for name, shape in shapes.items()}
+    for tensor in fmt.tensors():
+        for layer in range(dims.layers):
+            key = P.layer_key(layout.base, layer, tensor.module, tensor.suffix)
+            if key in raw:
+                out[tensor.ours][layer] = tensor.to_ours(raw[key].float())
     return out
 
 

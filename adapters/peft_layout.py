@@ -1,19 +1,26 @@
-"""PEFT's LoRA save format for sequence classification: file names, tensor names, head layouts,
-and which adapter_config settings this library can represent exactly.
+"""PEFT's save format for sequence classification: file names, tensor names, head layouts,
+the settings every PEFT method shares, and what a method's PEFT format declares.
 
 A PEFT directory (`save_pretrained`) holds `adapter_config.json` and `adapter_model.safetensors`:
-`base_model.model.{base}.encoder.layer.{i}.attention.self.{query|value}.lora_{A|B}.weight`
-(A: (r, d), B: (d, r); Linear weights are (out, in)) and the `modules_to_save` head tensors.
+per layer, `base_model.model.{base}.encoder.layer.{i}.{module}.{suffix}` (for LoRA `module` is
+`attention.self.query` and `suffix` `lora_A.weight`), and the `modules_to_save` head tensors.
+A method that converts declares a `PeftFormat` in its own module (`Method.peft`): which modules
+it puts tensors on, their shapes, which of our tensors each becomes, and its own settings.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from adapters import constants as C
+from torch import Tensor
+
+from adapters.dims import BackboneDims
 from adapters.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from adapters.config import MethodConfig
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -24,39 +31,17 @@ META_LABELS = "unipelt.label_names"
 META_TEXT_PAIR = "unipelt.text_pair"
 META_MAX_LENGTH = "unipelt.max_length"
 
-LORA_KEY = re.compile(
-    r"^base_model\.model\.(?P<base>\w+)\.encoder\.layer\.(?P<layer>\d+)\.attention\.self\."
-    r"(?P<proj>query|value)\.lora_(?P<part>[AB])\.weight$"
-)
-PROJ = {"query": "q", "value": "v"}
-
-# Settings that describe the adapter but do not change its forward at inference.
+# Settings of every PEFT method that describe the adapter but do not change its forward.
 INFORMATIONAL = frozenset(
-    {
-        "base_model_name_or_path",
-        "revision",
-        "inference_mode",
-        "lora_dropout",
-        "peft_version",
-        "auto_mapping",
-        "megatron_core",
-        "qalora_group_size",
-        "layers_pattern",
-        "ensure_weight_tying",
-        "eva_config",
-        "loftq_config",  # used only with init_lora_weights="loftq", refused below
-    }
+    {"base_model_name_or_path", "revision", "inference_mode", "peft_version", "auto_mapping"}
+    | {"layers_pattern", "ensure_weight_tying"}
 )
-# Checked one by one in `check_config`.
+# Settings of every PEFT method, checked in `placement`.
 CHECKED = frozenset(
-    {"peft_type", "task_type", "r", "lora_alpha", "target_modules", "modules_to_save"}
-    | {"init_lora_weights", "bias", "layers_to_transform", "exclude_modules"}
+    {"peft_type", "task_type", "target_modules", "modules_to_save"}
+    | {"layers_to_transform", "exclude_modules"}
 )
-# init_lora_weights values that only initialise A and B (the others rewrite base weights).
-PLAIN_INITS = (True, False, "gaussian", "eva")
-TARGETS = ("query", "value")
 HEAD_MODULE = "classifier"  # the head module of every known layout (HEADS below)
-MAX_RANK = C.MAX_LORA_RANK  # checked before anything is allocated per rank
 
 
 @dataclass(frozen=True)
@@ -104,48 +89,38 @@ def head_layout(model_type: str) -> HeadLayout:
     return HEADS[model_type]
 
 
-def lora_key(base: str, layer: int, proj: str, part: str) -> str:
-    return f"{ROOT}{base}.encoder.layer.{layer}.attention.self.{proj}.lora_{part}.weight"
+def layer_key(base: str, layer: int, module: str, suffix: str) -> str:
+    """The PEFT key of a per-layer tensor: `module` inside layer `layer`, then `suffix`."""
+    return f"{ROOT}{base}.encoder.layer.{layer}.{module}.{suffix}"
 
 
-def _refuse(reason: str) -> ArtifactError:
+def refuse(reason: str) -> ArtifactError:
     return ArtifactError(f"PEFT adapter not representable: {reason}")
 
 
-@dataclass(frozen=True)
-class LoraSettings:
-    """What `check_config` accepts: where PEFT puts LoRA, its rank and scale, what it saves."""
-
-    r: int
-    alpha: float
-    targets: frozenset[str]  # of TARGETS
-    layers: frozenset[int] | None  # layers_to_transform; None: every layer
-    excluded: frozenset[str]  # exclude_modules: module names, or suffixes after a "."
-    modules_to_save: tuple[str, ...]
-
-    def applies_to(self, module: str, proj: str, layer: int) -> str | None:
-        """None when PEFT puts LoRA on `module`, else the setting that leaves it out."""
-        if proj not in self.targets:
-            return f"target_modules={sorted(self.targets)}"
-        if self.layers is not None and layer not in self.layers:
-            return f"layers_to_transform={sorted(self.layers)}"
-        if any(module == name or module.endswith(f".{name}") for name in self.excluded):
-            return "exclude_modules"
-        return None
+def over_limit(what: str, limit: int, setting: str) -> ArtifactError:
+    """`what`: "r=20 exceeds", "5000 labels exceed"."""
+    where = f" ({setting})" if setting else ""
+    return ArtifactError(f"PEFT adapter: {what} the limit of {limit}{where}")
 
 
-def _strings(config: dict, key: str) -> tuple[str, ...]:
+def short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def strings(config: dict, key: str) -> tuple[str, ...]:
+    """A list-of-names setting (absent: none)."""
     value = config.get(key)
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise _refuse(f"{key} must be a list of module names, got {_short(value)}")
+        raise refuse(f"{key} must be a list of module names, got {short(value)}")
     return tuple(value)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _layers(config: dict) -> frozenset[int] | None:
@@ -153,96 +128,141 @@ def _layers(config: dict) -> frozenset[int] | None:
     if value is None:
         return None
     items = [value] if isinstance(value, int) else value
-    if not isinstance(items, list) or not all(_is_int(x) and 0 <= x < 10_000 for x in items):
-        raise _refuse(f"layers_to_transform must be layer indices, got {_short(value)}")
+    if not isinstance(items, list) or not all(is_int(x) and 0 <= x < 10_000 for x in items):
+        raise refuse(f"layers_to_transform must be layer indices, got {short(value)}")
     return frozenset(items)
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+@dataclass(frozen=True)
+class Placement:
+    """Where PEFT puts a method's tensors: its target modules, layers, exclusions, and what
+    else it saves."""
+
+    targets: frozenset[str]
+    layers: frozenset[int] | None  # layers_to_transform; None: every layer
+    excluded: frozenset[str]  # exclude_modules: module names, or suffixes after a "."
+    modules_to_save: tuple[str, ...]
+
+    def applies_to(self, module: str, layer: int) -> str | None:
+        """None when PEFT puts the method on `module` (its full name), else the setting that
+        leaves it out. Names match as PEFT matches them: equal, or a suffix after a "."."""
+        if not any(_names(module, t) for t in self.targets):
+            return f"target_modules={sorted(self.targets)}"
+        if self.layers is not None and layer not in self.layers:
+            return f"layers_to_transform={sorted(self.layers)}"
+        if any(_names(module, name) for name in self.excluded):
+            return "exclude_modules"
+        return None
 
 
-def check_config(config: dict) -> LoraSettings:
-    """Refuse anything but plain LoRA for sequence classification, with the reason."""
-    if config.get("peft_type") != "LORA":
-        raise _refuse(f"peft_type is {_short(config.get('peft_type'))}; only LORA is supported")
-    modules_to_save = _strings(config, "modules_to_save")
+def _names(module: str, name: str) -> bool:
+    return module == name or module.endswith(f".{name}")
+
+
+@dataclass(frozen=True)
+class LayerTensor:
+    """A tensor PEFT saves on one module of every layer, and our tensor whose row it is."""
+
+    module: str  # inside a layer: "attention.self.query"
+    suffix: str  # after the module: "lora_A.weight"
+    ours: str  # our artifact tensor (L, ...): PEFT's tensor is row [layer] of it
+    shape: Callable[[Settings, BackboneDims], tuple[int, ...]]  # PEFT's shape
+    to_ours: Callable[[Tensor], Tensor]  # PEFT's tensor -> our row
+    to_peft: Callable[[Tensor], Tensor]  # our row -> PEFT's tensor
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A PEFT config as a format accepts it: the shared placement and its own values."""
+
+    placement: Placement
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class PeftFormat:
+    """One PEFT method's save format (`peft_type`), as the method module it becomes declares.
+
+    Everything shared (file names, head, base model, labels, placement settings, dtypes and
+    shapes from the header before any tensor is loaded) is checked by the converter; a format
+    says what is its own."""
+
+    peft_type = ""
+    method = ""  # the method (`Method.name`) whose adapters these are
+    preset = ""  # the preset a converted adapter starts from
+    holds = ""  # what its tensors are, in refusals: "LoRA on query/value"
+    targets: tuple[str, ...] = ()  # target_modules names it can represent
+    informational: frozenset[str] = frozenset()  # its own settings that change no forward
+    checked: frozenset[str] = frozenset()  # its own settings that `values` checks
+    fill = 0.0  # our value where PEFT leaves a module or layer out (adds exactly nothing)
+
+    def tensors(self) -> tuple[LayerTensor, ...]:
+        raise NotImplementedError
+
+    def values(self, config: dict, placement: Placement) -> dict[str, Any]:
+        """Its own settings, checked (refused with the reason)."""
+        return {}
+
+    def check_limits(self, settings: Settings, limits: Any) -> None:
+        """Refuse sizes over a server's limits (`peft_header.Limits`) before allocating."""
+
+    def describe(self, settings: Settings, dims: BackboneDims) -> str:
+        return f"hidden={dims.hidden}"
+
+    def check_complete(self, found: set[tuple[int, str, str]]) -> None:
+        """Refuse a set of (layer, module, suffix) PEFT would not apply as saved."""
+
+    def method_config(self, settings: Settings) -> MethodConfig:
+        from adapters.config import MethodConfig
+
+        return MethodConfig.preset(self.preset)
+
+    def exports(self, cfg: MethodConfig) -> bool:
+        """Whether a task of this config is exactly an adapter of this format: the method
+        alone, without gates."""
+        return cfg.methods_on == [self.method]
+
+    def config(self, cfg: MethodConfig, base_model: str, layout: HeadLayout) -> dict:
+        """The adapter_config.json our export writes (PEFT fills in every other default)."""
+        raise NotImplementedError
+
+
+def placement(config: dict, fmt: PeftFormat) -> Placement:
+    """The settings every PEFT method shares, checked; anything unknown that is set (and so
+    changes the adapter) is refused with its name."""
+    modules_to_save = strings(config, "modules_to_save")
     task_type = config.get("task_type")
     if task_type is None and HEAD_MODULE not in modules_to_save:
-        raise _refuse(
+        raise refuse(
             f"task_type is None and modules_to_save {list(modules_to_save)} does not name the "
             f"head {HEAD_MODULE!r}: save the adapter with task_type='SEQ_CLS', or with "
             f"modules_to_save=[{HEAD_MODULE!r}]"
         )
     if task_type is not None and task_type != "SEQ_CLS":
-        raise _refuse(
-            f"task_type is {_short(task_type)}; only SEQ_CLS "
+        raise refuse(
+            f"task_type is {short(task_type)}; only SEQ_CLS "
             "(a model with a sequence-classification head) is supported"
         )
+    known = INFORMATIONAL | CHECKED | fmt.informational | fmt.checked
     for key, value in sorted(config.items()):
-        if key not in INFORMATIONAL and key not in CHECKED and value:
-            raise _refuse(
-                f"{key}={_short(value)} changes the adapter in a way this format cannot hold"
+        if key not in known and value:
+            raise refuse(
+                f"{key}={short(value)} changes the adapter in a way this format cannot hold"
             )
-    if config.get("bias", "none") != "none":
-        raise _refuse(f"bias={_short(config['bias'])}: trained biases are not supported")
-    init = config.get("init_lora_weights", True)
-    if not any(init is x or (isinstance(init, str) and init == x) for x in PLAIN_INITS):
-        raise _refuse(f"init_lora_weights={_short(init)} changes the base model's weights")
     targets = config.get("target_modules")
     if not isinstance(targets, list) or not targets:
-        raise _refuse(f"target_modules must be a list of {TARGETS}, got {_short(targets)}")
+        raise refuse(f"target_modules must be a list of {fmt.targets}, got {short(targets)}")
     if not all(isinstance(t, str) for t in targets):
-        raise _refuse(f"target_modules must be module names, got {_short(targets)}")
-    other = sorted(set(targets) - set(TARGETS))
+        raise refuse(f"target_modules must be module names, got {short(targets)}")
+    other = sorted(set(targets) - set(fmt.targets))
     if other:
-        raise _refuse(f"LoRA on {_short(other)}; only query and value are supported")
-    excluded = config.get("exclude_modules")
-    if isinstance(excluded, str):
-        raise _refuse("exclude_modules as a regular expression is not supported; list names")
-    return LoraSettings(
-        r=_rank(config.get("r")),
-        alpha=_alpha(config.get("lora_alpha")),
+        raise refuse(
+            f"{fmt.peft_type} on {short(other)}; only {', '.join(fmt.targets)} are supported"
+        )
+    if isinstance(config.get("exclude_modules"), str):
+        raise refuse("exclude_modules as a regular expression is not supported; list names")
+    return Placement(
         targets=frozenset(targets),
         layers=_layers(config),
-        excluded=frozenset(_strings(config, "exclude_modules")),
+        excluded=frozenset(strings(config, "exclude_modules")),
         modules_to_save=modules_to_save,
     )
-
-
-def _rank(r: object) -> int:
-    if not _is_int(r) or not 1 <= r <= MAX_RANK:  # type: ignore[operator]
-        raise _refuse(f"r must be an integer from 1 to {MAX_RANK}, got {_short(r)}")
-    return int(r)  # type: ignore[call-overload]
-
-
-def _alpha(alpha: object) -> float:
-    if not isinstance(alpha, int | float) or isinstance(alpha, bool):
-        raise _refuse(f"lora_alpha must be a positive number, got {_short(alpha)}")
-    try:
-        value = float(alpha)
-    except OverflowError:
-        value = math.inf
-    if not (math.isfinite(value) and value > 0):
-        raise _refuse(f"lora_alpha must be a positive finite number, got {_short(alpha)}")
-    return value
-
-
-def peft_config(r: int, alpha: float, base_model: str, layout: HeadLayout) -> dict:
-    """The adapter_config.json our export writes (PEFT fills every other field's default)."""
-    return {
-        "peft_type": "LORA",
-        "task_type": "SEQ_CLS",
-        "base_model_name_or_path": base_model,
-        "r": r,
-        "lora_alpha": alpha,
-        "lora_dropout": 0.0,
-        "target_modules": list(TARGETS),
-        "modules_to_save": list(layout.modules_to_save),
-        "bias": "none",
-        "fan_in_fan_out": False,
-        "init_lora_weights": True,
-        "use_dora": False,
-        "use_rslora": False,
-        "inference_mode": True,
-    }

@@ -72,12 +72,12 @@ def _peft_parts(args: argparse.Namespace) -> tuple[dict, dict]:
     """Form fields and files of a PEFT upload, after the checks that need no backbone."""
     from adapters import peft_layout
     from adapters.errors import ConfigError
-    from adapters.peft_import import parse_config, read_peft_dir
+    from adapters.peft_import import check_config, parse_config, read_peft_dir
 
     if not args.task:
         raise ConfigError("a PEFT directory needs --task (the task name on the server)")
     config, weights = read_peft_dir(args.artifact)
-    peft_layout.check_config(parse_config(config))
+    check_config(parse_config(config))
     data = {"task": args.task}
     if args.text_pair:  # else the server takes it from our export's metadata, or single texts
         data["text_pair"] = "true"

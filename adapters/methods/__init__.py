@@ -22,4 +22,6 @@ PELT: tuple[Method, ...] = (
 GATES = Gates(PELT)
 METHODS: tuple[Method, ...] = (*PELT, GATES)
 BY_NAME = {m.name: m for m in METHODS}
+# PEFT save formats that convert exactly, by PEFT's `peft_type` (`adapters.peft_import`)
+PEFT_FORMATS = {f.peft_type: f for m in METHODS if (f := m.peft) is not None}
 SIZED = tuple(m for m in METHODS if m.size is not None)

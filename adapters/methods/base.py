@@ -9,7 +9,7 @@ The library loops over the registered methods (`adapters.methods.METHODS`) and n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,10 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adapters.dims import BackboneDims, BankSizes
+from adapters.methods.fields import Field
 
 if TYPE_CHECKING:
     from adapters.backbone import Backbone
     from adapters.config import MethodConfig
+    from adapters.peft_layout import PeftFormat
     from adapters.plan import BatchPlan
     from adapters.rows import BatchRows
 
@@ -97,46 +99,6 @@ class BankTensor:
     per_layer: bool = True  # (S, L, ...): split per layer; else (S, ...), read whole
     transposed: bool = False  # stored (units, in) so a trim stays contiguous; read (in, units)
     per_token: bool = False  # applied to token-wise values: repeated per token when packed
-
-
-@dataclass(frozen=True)
-class Field:
-    """A config field: name, default, and a check that returns what is wrong (or None)."""
-
-    name: str
-    default: Any
-    check: Callable[[Any], str | None]
-
-
-def flag(name: str, default: bool) -> Field:
-    def check(v: Any) -> str | None:
-        return None if isinstance(v, bool) else f"{name} must be true or false, got {v!r}"
-
-    return Field(name, default, check)
-
-
-def positive_int(name: str, default: int, most: int) -> Field:
-    def check(v: Any) -> str | None:
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            return f"{name} must be a positive integer, got {v!r}"
-        return f"{name}={v} is too large (at most {most})" if v > most else None
-
-    return Field(name, default, check)
-
-
-def positive_number(name: str, default: float) -> Field:
-    def check(v: Any) -> str | None:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-        return None if ok else f"{name} must be a positive number, got {v!r}"
-
-    return Field(name, default, check)
-
-
-def choice(name: str, default: str, choices: Sequence[str]) -> Field:
-    def check(v: Any) -> str | None:
-        return None if v in choices else f"{name} must be one of {tuple(choices)}, got {v!r}"
-
-    return Field(name, default, check)
 
 
 def pad_to(t: Tensor, dim: int, size: int) -> Tensor:
@@ -302,6 +264,11 @@ class Method:
     def gathers(self, plan: BatchPlan) -> tuple[str, ...]:
         """Bank tensors the forward reads for this batch."""
         return self.owned if self.active(plan) else ()
+
+    @property
+    def peft(self) -> PeftFormat | None:
+        """Its PEFT save format, when PEFT adapters of it convert exactly (`peft_layout`)."""
+        return None
 
     # --- forward
     @cached_property

@@ -24,9 +24,9 @@ from adapters.methods.base import (
     Method,
     Term,
     TermFn,
-    flag,
     stored,
 )
+from adapters.methods.fields import flag
 
 if TYPE_CHECKING:
     from adapters.backbone import Backbone

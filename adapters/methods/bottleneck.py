@@ -26,13 +26,11 @@ from adapters.methods.base import (
     SitePart,
     Term,
     TermFn,
-    choice,
-    flag,
     gates_at,
     pad_to,
-    positive_int,
     stored,
 )
+from adapters.methods.fields import choice, flag, positive_int
 
 if TYPE_CHECKING:
     from adapters.backbone import Backbone

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from adapters.dims import BackboneDims, BankSizes
-from adapters.methods.base import SITES, BankTensor, Gate, Method, Projected, Site, flag
+from adapters.methods.base import SITES, BankTensor, Gate, Method, Projected, Site
+from adapters.methods.fields import flag
 
 if TYPE_CHECKING:
     from adapters.backbone import Backbone

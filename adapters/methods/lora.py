@@ -10,14 +10,16 @@ fused QKV output (columns [q | v | k]). Ranks are zero-padded to the batch's (ex
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adapters import peft_layout as P
 from adapters.constants import MAX_LORA_RANK, MAX_LORA_SCALING
 from adapters.dims import BackboneDims, BankSizes
+from adapters.errors import ArtifactError
 from adapters.methods.base import (
     LAYER_INPUT,
     QKV_ROWS,
@@ -27,13 +29,11 @@ from adapters.methods.base import (
     SitePart,
     Term,
     TermFn,
-    flag,
     gates_at,
     pad_to,
-    positive_int,
-    positive_number,
     stored,
 )
+from adapters.methods.fields import flag, positive_int, positive_number
 
 if TYPE_CHECKING:
     from adapters.backbone import Backbone
@@ -129,6 +129,10 @@ class LoRA(Method):
     def terms(self) -> dict[str, TermFn]:
         return {QKV_ROWS: add}
 
+    @property
+    def peft(self) -> P.PeftFormat:
+        return PEFT
+
 
 def add(qkv: Tensor, t: Term) -> Tensor:
     """Add both LoRA deltas to the fused QKV output (B, T, 3d) [q | v | k] in place, in one
@@ -138,3 +142,106 @@ def add(qkv: Tensor, t: Term) -> Tensor:
     assert site.columns is not None  # projected whenever a row has LoRA
     qkv[..., : up.shape[-1]].baddbmm_(site.columns * site.scale, up)
     return qkv
+
+
+class LoraPeft(P.PeftFormat):
+    """PEFT's LoRA on query and value: `lora_A.weight` (r, d) and `lora_B.weight` (d, r) per
+    layer are our A (d, r) and B (r, d) transposed; a module or layer PEFT left out gets
+    zeros. Scale alpha / r (gates off); DoRA, rsLoRA, trained biases, per-module patterns and
+    initialisations that rewrite base weights are refused."""
+
+    peft_type, method, preset = "LORA", "lora", "l"
+    holds = "LoRA on query/value"
+    targets = ("query", "value")
+    informational = frozenset(
+        {"lora_dropout", "megatron_core", "qalora_group_size", "eva_config"}
+        | {"loftq_config"}  # used only with init_lora_weights="loftq", refused below
+    )
+    checked = frozenset({"r", "lora_alpha", "init_lora_weights", "bias"})
+    plain_inits = (True, False, "gaussian", "eva")  # these only initialise A and B
+
+    def tensors(self) -> tuple[P.LayerTensor, ...]:
+        def shape(part: str):
+            return lambda s, d: (
+                (s.values["r"], d.hidden) if part == "A" else (d.hidden, s.values["r"])
+            )
+
+        return tuple(
+            P.LayerTensor(
+                f"attention.self.{module}", f"lora_{part}.weight", f"lora_{proj}_{part}",
+                shape(part), lambda t: t.t(), lambda t: t.t(),
+            )
+            for module, proj in zip(self.targets, PROJECTIONS)
+            for part in "AB"
+        )  # fmt: skip
+
+    def values(self, config: dict, placement: P.Placement) -> dict[str, Any]:
+        if config.get("bias", "none") != "none":
+            raise P.refuse(f"bias={P.short(config['bias'])}: trained biases are not supported")
+        init = config.get("init_lora_weights", True)
+        if not any(init is x or (isinstance(init, str) and init == x) for x in self.plain_inits):
+            raise P.refuse(f"init_lora_weights={P.short(init)} changes the base model's weights")
+        return {"r": _rank(config.get("r")), "alpha": _alpha(config.get("lora_alpha"))}
+
+    def check_limits(self, settings: P.Settings, limits: Any) -> None:
+        r = settings.values["r"]
+        if r > limits.max_lora_rank:
+            raise P.over_limit(f"r={r} exceeds", limits.max_lora_rank, limits.rank_setting)
+
+    def describe(self, settings: P.Settings, dims: BackboneDims) -> str:
+        return f"r={settings.values['r']}, hidden={dims.hidden}"
+
+    def check_complete(self, found: set[tuple[int, str, str]]) -> None:
+        halves: dict[tuple[int, str], set[str]] = {}
+        for layer, module, suffix in found:
+            halves.setdefault((layer, module.rsplit(".", 1)[-1]), set()).add(suffix[5])
+        for (layer, proj), parts in sorted(halves.items()):
+            if parts != {"A", "B"}:
+                raise ArtifactError(
+                    f"PEFT adapter holds only lora_{''.join(parts)} of layer {layer} {proj}"
+                )
+
+    def method_config(self, settings: P.Settings) -> MethodConfig:
+        from adapters.config import MethodConfig
+
+        r, alpha = settings.values["r"], settings.values["alpha"]
+        return MethodConfig.preset(self.preset, lora_r=r, lora_alpha=alpha)
+
+    def config(self, cfg: MethodConfig, base_model: str, layout: P.HeadLayout) -> dict:
+        return {
+            "peft_type": self.peft_type,
+            "task_type": "SEQ_CLS",
+            "base_model_name_or_path": base_model,
+            "r": cfg.lora_r,
+            "lora_alpha": cfg.lora_alpha,
+            "lora_dropout": 0.0,
+            "target_modules": list(self.targets),
+            "modules_to_save": list(layout.modules_to_save),
+            "bias": "none",
+            "fan_in_fan_out": False,
+            "init_lora_weights": True,
+            "use_dora": False,
+            "use_rslora": False,
+            "inference_mode": True,
+        }
+
+
+def _rank(r: object) -> int:
+    if not P.is_int(r) or not 1 <= r <= MAX_LORA_RANK:  # type: ignore[operator]
+        raise P.refuse(f"r must be an integer from 1 to {MAX_LORA_RANK}, got {P.short(r)}")
+    return int(r)  # type: ignore[call-overload]
+
+
+def _alpha(alpha: object) -> float:
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool):
+        raise P.refuse(f"lora_alpha must be a positive number, got {P.short(alpha)}")
+    try:
+        value = float(alpha)
+    except OverflowError:
+        value = math.inf
+    if not (math.isfinite(value) and value > 0):
+        raise P.refuse(f"lora_alpha must be a positive finite number, got {P.short(alpha)}")
+    return value
+
+
+PEFT = LoraPeft()

@@ -22,11 +22,10 @@ from adapters.methods.base import (
     Method,
     Term,
     TermFn,
-    flag,
     pad_to,
-    positive_int,
     stored,
 )
+from adapters.methods.fields import flag, positive_int
 
 if TYPE_CHECKING:
     from adapters.config import MethodConfig

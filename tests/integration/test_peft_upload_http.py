@@ -54,8 +54,8 @@ def weights_with(base: bytes, add: dict | None = None, metadata: dict | None = N
     return save_safetensors({**load_safetensors(base), **(add or {})}, metadata)
 
 
-VALUE_A = P.lora_key("bert", 0, "value", "A")
-VALUE_B = P.lora_key("bert", 0, "value", "B")
+VALUE_A = P.layer_key("bert", 0, "attention.self.value", "lora_A.weight")
+VALUE_B = P.layer_key("bert", 0, "attention.self.value", "lora_B.weight")
 CASES = {
     "labels-deep": ({}, {}, None, {"labels": "[" * 100_000}, "labels"),
     "targets-nested": ({"target_modules": [["query"]]}, {}, None, {}, "target_modules"),

@@ -50,7 +50,7 @@ def with_changes(peft_dir: Path, config: dict | None = None, add: dict | None = 
 
 
 def lora(layer: int, proj: str, part: str, r: int = 4, d: int = 32) -> dict:
-    key = P.lora_key("bert", layer, proj, part)
+    key = P.layer_key("bert", layer, f"attention.self.{proj}", f"lora_{part}.weight")
     return {key: torch.randn((r, d) if part == "A" else (d, r))}
 
 
