@@ -83,7 +83,8 @@ def import_peft(
 
 def check_config(config: dict) -> tuple[P.PeftFormat, P.Settings]:
     """The format of the adapter's `peft_type`, and its settings, checked."""
-    fmt = PEFT_FORMATS.get(config.get("peft_type"))  # type: ignore[arg-type]
+    peft_type = config.get("peft_type")
+    fmt = PEFT_FORMATS.get(peft_type) if isinstance(peft_type, str) else None
     if fmt is None:
         raise P.refuse(
             f"peft_type is {P.short(config.get('peft_type'))}; only "

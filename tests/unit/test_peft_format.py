@@ -121,6 +121,8 @@ Q0 = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight"
         ({"bias": "all"}, None, "bias"),
         ({"init_lora_weights": "pissa"}, None, "base model's weights"),
         ({"peft_type": "BOFT"}, None, "only LORA"),
+        ({"peft_type": {"LORA": 1}}, None, "only LORA"),  # not a name: refused, not a 500
+        ({"peft_type": ["LORA"]}, None, "only LORA"),
         ({"task_type": "FEATURE_EXTRACTION"}, None, "SEQ_CLS"),
         ({"rank_pattern": {"query": 2}}, None, "rank_pattern"),
         (None, {Q0: Q0.replace(".query.", ".key.")}, "neither LoRA on query/value"),
