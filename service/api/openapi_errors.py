@@ -65,23 +65,22 @@ UPLOAD = (
 @dataclass(frozen=True)
 class Errors:
     """An operation's error kinds: `plain` answered as {"error", "detail"}, `protocol` as the
-    Open Inference Protocol's {"error": "<kind>: <detail>"} (the /v2 routes' own errors; their
-    middlewares, dependencies and path checks answer in the plain shape)."""
+    Open Inference Protocol's {"error": "<kind>: <detail>"} (everything under /v2: the routes'
+    own errors and those of their middlewares, dependencies and path checks)."""
 
     plain: tuple[str, ...] = ()
     protocol: tuple[str, ...] = ()
 
 
-V2_INFER = Errors(
-    plain=(*AUTH, "request_too_large", "invalid_input", *ENGINE),
-    protocol=("invalid_request", *SERVE, "unknown_version"),
-)
-V2_MODEL = Errors(plain=(*AUTH, "invalid_input", *ENGINE), protocol=RESOLVE)
+V2_REQUEST = (*AUTH, "request_too_large", "invalid_input", *ENGINE, "invalid_request")
+V2_INFER = Errors(protocol=(*V2_REQUEST, *SERVE, "unknown_version", *ANY))
+V2_MODEL = Errors(protocol=(*AUTH, "invalid_input", *ENGINE, *RESOLVE, *ANY))
+V2_OPEN = Errors(protocol=ANY)
 
 OPERATION_ERRORS: dict[tuple[str, str], Errors] = {
     ("GET", "/healthz"): Errors(),
     ("GET", "/readyz"): Errors((*ENGINE, *STORE)),
-    ("GET", "/metrics"): Errors(),
+    ("GET", "/metrics"): Errors(AUTH),  # with UNIPELT_PROTECT_READS or UNIPELT_METRICS_TOKEN
     ("GET", "/residency"): Errors((*AUTH, *ENGINE)),
     ("POST", "/v1/{task}/predict"): Errors((*AUTH, *JSON_BODY, *SERVE)),
     ("POST", "/v1/predict"): Errors((*AUTH, *JSON_BODY, *SERVE)),
@@ -93,9 +92,9 @@ OPERATION_ERRORS: dict[tuple[str, str], Errors] = {
         (*AUTH, *TASK, *JSON_BODY, "unknown_version", *ENGINE, *STORE)
     ),
     ("DELETE", "/adapters/{task}"): Errors((*AUTH, *TASK, *ENGINE, *STORE)),
-    ("GET", "/v2"): Errors(),
-    ("GET", "/v2/health/live"): Errors(),
-    ("GET", "/v2/health/ready"): Errors(),  # 503 is {"ready": false}, not an error body
+    ("GET", "/v2"): V2_OPEN,
+    ("GET", "/v2/health/live"): V2_OPEN,
+    ("GET", "/v2/health/ready"): V2_OPEN,  # 503 is {"ready": false}, not an error body
     ("GET", "/v2/models/{task}"): V2_MODEL,
     ("GET", "/v2/models/{task}/ready"): V2_MODEL,
     ("POST", "/v2/models/{task}/infer"): V2_INFER,
@@ -129,7 +128,8 @@ def errors_of(method: str, path: str) -> dict[int, list[DocumentedError]]:
     """The errors an operation can answer, by status. An operation missing from the table
     gets only `internal` (the docs still load; a test requires every one to be listed)."""
     errors = OPERATION_ERRORS.get((method, path), Errors())
-    listed = [(k, False) for k in (*errors.plain, *ANY)] + [(k, True) for k in errors.protocol]
+    plain = errors.plain if errors.protocol else (*errors.plain, *ANY)  # /v2: all protocol
+    listed = [(k, False) for k in plain] + [(k, True) for k in errors.protocol]
     out: dict[int, list[DocumentedError]] = {}
     for kind, protocol in dict.fromkeys(listed):
         error = DocumentedError(kind, status_of_kind(kind), protocol)

@@ -172,6 +172,7 @@ REAL_ERRORS = [
     ),
     ("DELETE", "/adapters/{task}", "/adapters/nope", {"headers": AUTH}, 404, "unknown_task"),
     ("GET", "/v2/models/{task}", "/v2/models/nope", {}, 404, "unknown_task"),
+    ("GET", "/v2/models/{task}", "/v2/models/NO!", {}, 422, "invalid_input"),
     (
         "POST",
         "/v2/models/{task}/infer",
