@@ -94,6 +94,8 @@ BAD_CONFIGS = [
     ({"modules_to_save": [["classifier"]]}, "modules_to_save"),
     ({"layers_to_transform": ["x"]}, "layers_to_transform"),
     ({"exclude_modules": [1]}, "exclude_modules"),
+    ({"peft_type": {}}, "peft_type"),
+    ({"peft_type": ["LORA"]}, "peft_type"),
 ]
 
 
