@@ -87,8 +87,7 @@ def check_config(config: dict) -> tuple[P.PeftFormat, P.Settings]:
     fmt = PEFT_FORMATS.get(peft_type) if isinstance(peft_type, str) else None
     if fmt is None:
         raise P.refuse(
-            f"peft_type is {P.short(peft_type)}; only "
-            f"{' and '.join(PEFT_FORMATS)} are supported"
+            f"peft_type is {P.short(peft_type)}; only {' and '.join(PEFT_FORMATS)} are supported"
         )
     placement = P.placement(config, fmt)
     return fmt, P.Settings(placement, fmt.values(config, placement))
