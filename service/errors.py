@@ -16,6 +16,7 @@ from adapters.errors import ArtifactError, BackboneMismatchError, ConfigError
 from service.store.errors import (
     CorruptBlobError,
     InvalidArtifactError,
+    InvalidTrafficError,
     StoreUnavailableError,
     TaskNotFoundError,
     VersionConflictError,
@@ -36,7 +37,7 @@ class UnknownTaskError(ServiceError):
 
 
 class UnknownVersionError(ServiceError):
-    """A version that does not exist, or is not the one served."""
+    """A version that does not exist (or is no longer retained)."""
 
 
 class InvalidInputError(ServiceError):
@@ -101,6 +102,7 @@ ERROR_TABLE: dict[type[Exception], ErrorStatus] = {
     InputTooLongError: ErrorStatus(422, "input_too_long"),
     InvalidAdapterError: ErrorStatus(422, "invalid_adapter"),
     InvalidArtifactError: ErrorStatus(422, "invalid_adapter"),
+    InvalidTrafficError: ErrorStatus(422, "invalid_traffic"),
     ArtifactError: ErrorStatus(422, "invalid_adapter"),
     ConfigError: ErrorStatus(422, "invalid_adapter"),
     BackboneMismatchError: ErrorStatus(422, "backbone_mismatch"),

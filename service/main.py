@@ -26,6 +26,7 @@ from service.api.routes_health import router as health_router
 from service.api.routes_pages import install_pages
 from service.api.routes_predict import router as predict_router
 from service.api.routes_residency import router as residency_router
+from service.api.routes_traffic import router as traffic_router
 from service.api.routes_v2 import router as v2_router
 from service.engine.engine import Engine
 from service.engine.lifecycle.residency import adapter_info
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
         adapters_router,
         gates_router,
         residency_router,
+        traffic_router,
     )
     for router in routers:
         app.include_router(router)

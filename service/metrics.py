@@ -1,9 +1,10 @@
-"""Prometheus metrics: every name in one place, task labels bounded."""
+"""Prometheus metrics: every name in one place, task and version labels bounded."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -14,7 +15,12 @@ from prometheus_client.registry import Collector
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LOAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+GATE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 OTHER_TASK = "_other"
+OTHER_VERSION = "_other"
+OTHER_LABEL = "_other"
+VERSION_LABELS_PER_TASK = 8  # more than live + the largest split, so routed ones always fit
+PREDICTED_LABELS_PER_TASK = 20  # a task's first 20 label names (head order); the rest: _other
 
 
 class TaskLabels:
@@ -40,6 +46,34 @@ class TaskLabels:
                 self._seen.add(task)
                 return task
         return OTHER_TASK
+
+
+class VersionLabels:
+    """Version numbers to metric labels, per task. A version that is routable when it serves
+    (live, or in the split) gets its own label; the `limit` most recently routable versions
+    of a task keep theirs (so a version just promoted away or aborted stays comparable), an
+    older one loses it and its series are removed (`on_drop`); any other version, such as a
+    pin on an old one, is counted as _other."""
+
+    def __init__(self, limit: int, on_drop: Callable[[str, str], None]) -> None:
+        self.limit = limit
+        self.on_drop = on_drop
+        self._labelled: dict[str, OrderedDict[int, None]] = {}
+        self._lock = threading.Lock()
+
+    def label(self, task_label: str, version: int, routable: bool) -> str:
+        dropped: list[int] = []
+        with self._lock:
+            versions = self._labelled.setdefault(task_label, OrderedDict())
+            if routable:
+                versions[version] = None
+                versions.move_to_end(version)
+                while len(versions) > self.limit:
+                    dropped.append(versions.popitem(last=False)[0])
+            name = str(version) if version in versions else OTHER_VERSION
+        for old in dropped:
+            self.on_drop(task_label, str(old))
+        return name
 
 
 class Metrics:
@@ -144,6 +178,43 @@ class Metrics:
             "Times the embedded redis-server died and was started again",
             registry=r,
         )
+        # Per version (routed or pinned): labels from `version_label`.
+        self.version_label = VersionLabels(VERSION_LABELS_PER_TASK, self._drop_version)
+        self.version_requests = Counter(
+            "unipelt_version_requests",
+            "Predictions asked of each task version, by the status the version's part got",
+            ["task", "version", "status"],
+            registry=r,
+        )
+        self.version_duration = Histogram(
+            "unipelt_version_request_duration_seconds",
+            "Time from a version's rows entering the batcher to their predictions",
+            ["task", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.version_predictions = Counter(
+            "unipelt_version_predictions",
+            "Predicted labels of each task version (one per input; classification only)",
+            ["task", "version", "label"],
+            registry=r,
+        )
+        self.version_gates = Histogram(
+            "unipelt_version_gate_value",
+            "Gate values of each gated task version (one per input and gate, mean over layers)",
+            ["task", "version", "gate"],
+            buckets=GATE_BUCKETS,
+            registry=r,
+        )
+
+    def _drop_version(self, task: str, version: str) -> None:
+        for family in (
+            self.version_requests,
+            self.version_duration,
+            self.version_predictions,
+            self.version_gates,
+        ):
+            family.remove_by_labels({"task": task, "version": version})
 
 
 ADAPTER_INFO = "unipelt_lora_requests_info"

@@ -41,6 +41,7 @@ from service.engine.inference.batcher import DynamicBatcher
 from service.engine.inference.encode import BatchEncoder
 from service.engine.inference.runner import BatchRunner, Row, RowResult
 from service.engine.lifecycle.pool import Resident
+from service.engine.lifecycle.routing import Target
 from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
@@ -75,7 +76,7 @@ def built(tasks: int) -> Iterator[tuple[BatchRunner, list[Resident]]]:
                 store.publish(name, *apl.artifact(i, name))
             bank = TaskBank.allocate(tasks, backbone.dims, BankSizes(), lazy=True)
             tiers = build_tiers(store, backbone, Metrics(), bank, host_bytes=0)
-            residents = [tiers.resolver.acquire(name) for name in names]
+            residents = [tiers.router.acquire(Target(name)) for name in names]
             tokenizer = load_tokenizer(backbone.path)
             runner = BatchRunner(
                 UniPELTModel(backbone).eval(),

@@ -26,6 +26,7 @@ from adapters.slot_image import prepare_image, write_image
 from bench.backbones import bench_backbone
 from bench.tasks import TaskSet
 from bench.timing import percentile
+from service.engine.lifecycle.routing import Target
 from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
@@ -59,10 +60,10 @@ def measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, device, url: 
     for p in range(passes + 1):  # pass 0 fills the host tier from the store
         for name in names:
             start = time.perf_counter()
-            resident = tiers.resolver.acquire(name)
+            resident = tiers.router.acquire(Target(name))
             sync()
             (store_loads if p == 0 else host_hits).append(time.perf_counter() - start)
-            tiers.resolver.release(resident)
+            tiers.router.release(resident)
     assert len(tiers.host) == n_tasks, "every task should be in the host tier"
     images = [e.image for e in (tiers.host.get(k) for k in tiers.host.recent()) if e]
     copies: list[float] = []

@@ -14,6 +14,7 @@ from adapters.bank import BankSizes, TaskBank
 from bench.report import fmt
 from bench.tasks import TaskSet
 from bench.timing import median, percentile
+from service.engine.lifecycle.routing import Target
 from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
@@ -40,7 +41,7 @@ def _measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, url: str) ->
     backbone = tasks.backbone
     bank = TaskBank.allocate(slots, backbone.dims, BankSizes())  # the service's default limits
     tiers = build_tiers(store, backbone, Metrics(), bank, host_bytes=0)  # no host tier
-    pool, resolver = tiers.pool, tiers.resolver
+    pool, router = tiers.pool, tiers.router
     first: list[float] = []
     later: list[float] = []
     hits = 0
@@ -48,9 +49,9 @@ def _measure(tasks: TaskSet, n_tasks: int, passes: int, slots: int, url: str) ->
         for name in names:
             hits += any(key[0] == name for key in pool.keys())  # noqa: SIM118
             started = time.perf_counter()
-            resident = resolver.acquire(name)
+            resident = router.acquire(Target(name))
             (first if p == 0 else later).append(time.perf_counter() - started)
-            resolver.release(resident)
+            router.release(resident)
     steps = _breakdown(store, names, backbone, bank, tasks)
     client.close()
     every = first + later

@@ -70,6 +70,14 @@ async def require_metrics(
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+StickyHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Sticky-Key",
+        max_length=256,
+        description="Hashed onto a traffic split: one key, one version (while the split stands)",
+    ),
+]
 TaskName = Annotated[
     str, Path(pattern=TASK_NAME_PATTERN, description="Task name: lowercase, digits, _ . -")
 ]

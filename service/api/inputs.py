@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from service.api.schemas import PredictionOut, TextItem
 from service.engine.engine import TextInput
@@ -25,8 +25,9 @@ def checked_inputs(items: Sequence[TextItem], settings: Settings) -> list[TextIn
     return [TextInput(i.text, i.text_pair) for i in items]
 
 
-def check_fanout_size(tasks: Sequence[str], inputs: int, limit: int) -> None:
-    """422 for no task, a task named twice, or tasks x inputs over the fan-out row limit."""
+def check_fanout_size(tasks: Sequence[Hashable], inputs: int, limit: int) -> None:
+    """422 for no task, a task (at one version) named twice, or tasks x inputs over the
+    fan-out row limit."""
     if not tasks:
         raise InvalidInputError("tasks is empty")
     if len(set(tasks)) != len(tasks):
@@ -48,3 +49,8 @@ def predictions_out(results: Sequence[RowResult]) -> list[PredictionOut]:
         )
         for r in results
     ]
+
+
+def sticky_key(in_body: str | None, in_header: str | None) -> str | None:
+    """The request's sticky key: the body's `sticky_key`, else the X-Sticky-Key header."""
+    return in_body if in_body is not None else in_header or None

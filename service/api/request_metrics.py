@@ -1,4 +1,5 @@
-"""ASGI middleware that counts predict requests by task and status and times them."""
+"""ASGI middleware that counts predict requests (routed or pinned) by task and status and
+times them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from service.metrics import Metrics
 
-PREDICT_PATH = re.compile(r"^/v1/([^/]+)/predict$")
+PREDICT_PATH = re.compile(r"^/v1/([^/]+)(?:/versions/[^/]+)?/predict$")
 UNKNOWN_TASK = "_unknown"
 
 

@@ -1,11 +1,11 @@
-"""Adapter management: upload (PUT), list, inspect, roll back, delete."""
+"""Adapter management: upload (PUT), list, inspect, roll back, delete (a task or a version)."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Response, UploadFile, status
 
 from service.api.deps import EngineDep, TaskName, require_read, require_write
 from service.api.schemas import ErrorOut, RollbackRequest
@@ -55,16 +55,19 @@ async def upload_adapter(
     labels: Annotated[str | None, Form(description="PEFT: names in head order")] = None,
     text_pair: Annotated[bool | None, Form(description="PEFT: inputs are pairs")] = None,
     max_length: Annotated[int | None, Form(description="PEFT: tokens per input")] = None,
+    live: Annotated[bool, Form(description="false: staged (stored and pinnable, not live)")] = True,
     idempotency_key: Annotated[
         str | None,
         Header(description="A key of your choosing: a retry with it answers what it committed"),
     ] = None,
 ) -> UploadOutcome:
     """The whole body is at most UNIPELT_MAX_UPLOAD_BYTES, checked while it arrives. 201 for
-    a new version; 200 (`replayed`) when the Idempotency-Key had committed it already."""
+    a new version; 200 (`replayed`) when the Idempotency-Key had committed it already. While
+    a traffic split is set, an upload is stored but does not go live."""
     key = upload_key(idempotency_key)
     if manifest is not None and weights is not None and adapter_config is None:
-        outcome = await engine.adapters.upload(await manifest.read(), await weights.read(), key)
+        manifest_bytes, weights_bytes = await manifest.read(), await weights.read()
+        outcome = await engine.adapters.upload(manifest_bytes, weights_bytes, key, live)
     elif adapter_config is not None and adapter_weights is not None and manifest is None:
         if not task:
             raise InvalidInputError("a PEFT upload needs a task part (the task name)")
@@ -76,7 +79,7 @@ async def upload_adapter(
             text_pair,
             max_length,
         )
-        outcome = await engine.adapters.upload_peft(peft, key)
+        outcome = await engine.adapters.upload_peft(peft, key, live)
     else:
         raise InvalidInputError(
             "send the parts manifest and weights (an artifact), or adapter_config, "
@@ -111,7 +114,8 @@ async def get_adapter(task: TaskName, engine: EngineDep) -> TaskDetail:
 )
 async def rollback(task: TaskName, body: RollbackRequest, engine: EngineDep) -> AdapterVersion:
     """Without a version, each call moves the live pointer one version back from the live
-    version it finds; concurrent calls serialize, so N calls go N versions back."""
+    version it finds; concurrent calls serialize, so N calls go N versions back. A traffic
+    split ends in the same step: the target takes all traffic."""
     return await engine.adapters.rollback(task, body.version)
 
 
@@ -125,3 +129,20 @@ async def delete_adapter(task: TaskName, engine: EngineDep) -> dict[str, str]:
     await engine.adapters.delete(task)
     engine.gate_record.forget(task)  # a later upload may reuse the version numbers
     return {"deleted": task}
+
+
+@router.delete(
+    "/{task}/versions/{version}",
+    dependencies=[Depends(require_write)],
+    responses={
+        404: {"model": ErrorOut},
+        401: {"model": ErrorOut},
+        409: {"model": ErrorOut, "description": "The version is live, or in the traffic split"},
+    },
+    summary="Delete one version (not the live one while others remain, nor one in a split)",
+)
+async def delete_version(
+    task: TaskName, version: Annotated[int, Path(ge=1)], engine: EngineDep
+) -> dict[str, str | int]:
+    await engine.adapters.delete_version(task, version)
+    return {"deleted": task, "version": version}

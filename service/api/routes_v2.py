@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from adapters.manifest import Manifest
-from service.api.deps import EngineDep, SettingsDep, TaskName, require_read
+from service.api.deps import EngineDep, SettingsDep, StickyHeader, TaskName, require_read
 from service.api.error_handlers import protocol_error, short_errors
 from service.api.inputs import checked_inputs
 from service.api.schemas import TextItem
@@ -29,13 +29,8 @@ from service.api.v2_codec import (
     parse_infer_request,
 )
 from service.engine.engine import Engine
-from service.errors import (
-    INTERNAL,
-    ErrorStatus,
-    InvalidInputError,
-    UnknownVersionError,
-    status_of,
-)
+from service.engine.lifecycle.routing import Target
+from service.errors import INTERNAL, ErrorStatus, InvalidInputError, status_of
 from service.settings import Settings
 
 log = logging.getLogger("unipelt.api")
@@ -150,15 +145,18 @@ def output_tensors(manifest: Manifest, results: list) -> list[OutputTensor]:
 
 
 async def infer_response(
-    request: Request, task: str, engine: Engine, settings: Settings, version: int | None = None
+    request: Request,
+    task: str,
+    engine: Engine,
+    settings: Settings,
+    version: int | None = None,
+    sticky_key: str | None = None,
 ) -> Response:
-    """Pins the live adapter once: the input check, the forward and the output shapes all
-    use that one version, even when a new version goes live meanwhile."""
+    """Pins one adapter once (the routed version, or the asked `version`): the input check,
+    the forward and the output shapes all use it, even when the routing changes meanwhile."""
     parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
-    async with engine.pinned([task]) as residents:
-        live, manifest = residents[0].key[1], residents[0].manifest
-        if version is not None and version != live:
-            raise UnknownVersionError(f"version {version} of task {task!r} is not live ({live} is)")
+    async with engine.pinned([Target(task, version)], sticky_key) as residents:
+        manifest = residents[0].manifest
         inputs = checked_inputs(infer_inputs(parsed, manifest.tokenizer.text_pair), settings)
         (result,) = await engine.predict_pinned(residents, inputs, False)
     outputs = output_tensors(result.manifest, result.results)
@@ -173,14 +171,22 @@ async def infer_response(
 
 
 @router.post("/models/{task}/infer", dependencies=[Depends(require_read)], summary="Inference")
-async def infer(task: TaskName, request: Request, engine: EngineDep, settings: SettingsDep):
-    return await answer(lambda: infer_response(request, task, engine, settings))
+async def infer(
+    task: TaskName,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    x_sticky_key: StickyHeader = None,
+):
+    return await answer(
+        lambda: infer_response(request, task, engine, settings, sticky_key=x_sticky_key)
+    )
 
 
 @router.post(
     "/models/{task}/versions/{version}/infer",
     dependencies=[Depends(require_read)],
-    summary="Inference on a given version (only the live one is served)",
+    summary="Inference on one retained version (404 unknown_version otherwise)",
 )
 async def infer_version(
     task: TaskName, version: int, request: Request, engine: EngineDep, settings: SettingsDep

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -17,6 +17,9 @@ def _not_blank(text: str) -> str:
 
 # "" and whitespace-only text are both refused (422): neither carries anything to classify.
 NonEmptyText = Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_blank)]
+STICKY_KEY_CHARS = 256
+StickyKey = Annotated[str, StringConstraints(min_length=1, max_length=STICKY_KEY_CHARS)]
+TaskNameText = Annotated[str, StringConstraints(pattern=TASK_NAME_PATTERN)]
 
 
 class TextItem(BaseModel):
@@ -36,10 +39,22 @@ class PredictRequest(BaseModel):
         description="One text, one {text, text_pair}, or a list of them."
     )
     return_gates: bool = Field(False, description="Include per-layer gate values per input.")
+    sticky_key: StickyKey | None = Field(
+        None,
+        description="Hashed onto a traffic split, so one key always gets one version while "
+        "the split stands (default: the X-Sticky-Key header; none: a random draw).",
+    )
 
     def items(self) -> list[TextItem]:
         raw = self.inputs if isinstance(self.inputs, list) else [self.inputs]
         return [TextItem(text=i) if isinstance(i, str) else i for i in raw]
+
+
+class TaskRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: TaskNameText
+    version: int | None = Field(None, ge=1, description="Pinned version; none: routed.")
 
 
 class FanoutRequest(PredictRequest):
@@ -48,9 +63,13 @@ class FanoutRequest(PredictRequest):
         json_schema_extra={"examples": [{"tasks": ["sst2", "topic"], "inputs": ["a fine film"]}]},
     )
 
-    tasks: list[Annotated[str, StringConstraints(pattern=TASK_NAME_PATTERN)]] = Field(
-        description="Tasks to run every input through (each at most once)."
+    tasks: list[TaskNameText | TaskRef] = Field(
+        description="Tasks to run every input through: a name (its routed version), or "
+        '{"task", "version"} to pin a version (each at most once).'
     )
+
+    def targets(self) -> list[tuple[str, int | None]]:
+        return [(t, None) if isinstance(t, str) else (t.task, t.version) for t in self.tasks]
 
 
 class PredictionOut(BaseModel):
@@ -74,6 +93,27 @@ class RollbackRequest(BaseModel):
     version: int | None = Field(
         None, ge=1, description="Version to make live; default: the one before the live one."
     )
+
+
+class TrafficRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"split": {"7": 90, "8": 10}}]},
+    )
+
+    split: dict[str, Any] = Field(
+        description="Version -> percent of unpinned requests: 1 to 4 retained versions, "
+        "non-negative integer weights summing to 100."
+    )
+    if_generation: int | None = Field(
+        None, ge=0, description="Apply only if the routing is still at this generation (409)."
+    )
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version that takes all traffic.")
 
 
 class ErrorOut(BaseModel):

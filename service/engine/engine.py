@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
@@ -24,10 +25,13 @@ from service.engine.inference.runner import BatchRunner, Row, RowResult
 from service.engine.lifecycle.manager import AdapterManager
 from service.engine.lifecycle.pool import Resident
 from service.engine.lifecycle.residency import Residency, snapshot
+from service.engine.lifecycle.rollout import Rollouts
+from service.engine.lifecycle.routing import Route, Target
 from service.engine.lifecycle.sizing import available_memory, size_host, size_pool
 from service.engine.lifecycle.tiers import build_tiers
 from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
 from service.engine.lifecycle.warmer import Warmer
+from service.engine.version_signals import VersionSignals
 from service.engine.workers import WorkerPool
 from service.metrics import Metrics
 from service.settings import Settings
@@ -92,7 +96,9 @@ class Engine:
         self.loader, self.resolver = self.tiers.loader, self.tiers.resolver
         self.store_work = WorkerPool("store", settings.store_workers)
         self.upload_work = WorkerPool("upload", settings.upload_workers)
-        self.warmer = Warmer(self.loader, self.resolver.on_event, metrics, settings.warm_queue)
+        self.router = self.tiers.router
+        self.signals = VersionSignals(metrics, self.router.routable)
+        self.warmer = Warmer(self.loader, self.router.on_event, metrics, settings.warm_queue)
         metrics.pool_slots.set(self.pool_size.slots)
         metrics.pool_free_slots.set(self.pool_size.slots)
         log.info(
@@ -115,7 +121,9 @@ class Engine:
             metrics,
             store_work=self.store_work,
             upload_work=self.upload_work,
+            router=self.router,
         )
+        self.rollouts = Rollouts(store, self.resolver, self.store_work)
         self.gate_record = GateRecord(settings.gate_window, settings.gate_sample_every)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         encoder = BatchEncoder(self.tokenizer, settings.truncate)
@@ -166,20 +174,28 @@ class Engine:
 
     # ---- predict: the one way in ----------------------------------------------------------
     @asynccontextmanager
-    async def pinned(self, tasks: Sequence[str]) -> AsyncIterator[list[Resident]]:
-        """Each task's live adapter, pinned for the block (released on the way out).
+    async def pinned(
+        self, targets: Sequence[str | Target], sticky_key: str | None = None
+    ) -> AsyncIterator[list[Resident]]:
+        """Each target's adapter, pinned for the block (released on the way out): a pinned
+        version as asked, else the version the task's routing chooses, once per target (live,
+        or drawn from the split, or by `sticky_key`; `routing.py`).
 
         Everything read inside the block (manifest, version, predictions) comes from these
         residents, so a hot swap meanwhile cannot mix two versions in one answer. Cached
-        residents are pinned on the event loop; only misses go to a
-        thread of the store's own pool, all in one hop.
-        An unknown task refuses the whole call, before any forward."""
-        held = [self.resolver.acquire_cached(task) for task in tasks]
-        missing = [task for task, r in zip(tasks, held) if r is None]
+        residents are pinned on the event loop; only misses go to a thread of the store's
+        own pool, all in one hop. An unknown task or version refuses the whole call, before
+        any forward."""
+        wanted = [t if isinstance(t, Target) else Target(t) for t in targets]
+        routes = [self.router.route_cached(t, sticky_key) for t in wanted]
+        held = [None if r is None else self.router.acquire_cached(r) for r in routes]
+        missing = [i for i, r in enumerate(held) if r is None]
         try:
             if missing:
-                loaded = iter(await self._acquire_off_loop(missing))
-                held = [r if r is not None else next(loaded) for r in held]
+                asks = [(wanted[i], routes[i]) for i in missing]
+                loaded = await self._acquire_off_loop(asks, sticky_key)
+                for i, resident in zip(missing, loaded, strict=True):
+                    held[i] = resident
         except BaseException:
             self._release_all(r for r in held if r is not None)
             raise
@@ -193,39 +209,70 @@ class Engine:
         self, residents: Sequence[Resident], inputs: list[TextInput], want_gates: bool
     ) -> list[Prediction]:
         """Every input through every pinned adapter, in one batcher submission (so the rows
-        share mixed batches); one prediction per adapter, in order."""
+        share mixed batches); one prediction per adapter, in order. Each version's outcome
+        is counted for it (`version_signals.py`)."""
         pairs = [item.text_pair for item in inputs]
         for resident in residents:
-            check_pairing(resident.key[0], pairs, resident.manifest.tokenizer.text_pair)
+            try:
+                check_pairing(resident.key[0], pairs, resident.manifest.tokenizer.text_pair)
+            except Exception as exc:
+                self.signals.failed(resident, exc)
+                raise
         # Gates are computed when asked for, and for the gate record's sampled requests.
         recorded = [want_gates or self.gate_record.due(*r.key) for r in residents]
         rows = [row for r, g in zip(residents, recorded) for row in self._rows(r, inputs, g)]
-        results = await self.batcher.submit(rows)
-        predictions = []
+        started = time.perf_counter()
+        try:
+            results = await self.batcher.submit(rows)
+        except Exception as exc:
+            for resident in residents:
+                self.signals.failed(resident, exc)
+            raise
+        seconds = time.perf_counter() - started
+        predictions, refused = [], None
         for n, resident in enumerate(residents):
             (task, version), mine = resident.key, results[n * len(inputs) : (n + 1) * len(inputs)]
-            check_finite(task, version, mine, self.metrics)
+            try:
+                check_finite(task, version, mine, self.metrics)
+            except Exception as exc:
+                self.signals.failed(resident, exc)
+                refused = refused or exc
+                continue
+            self.signals.served(resident, mine, seconds)  # gates: of the sampled requests
             if recorded[n]:
                 mine = self._record_gates(task, version, mine, want_gates)
             predictions.append(Prediction(task, version, resident.manifest, mine))
+        if refused is not None:
+            raise refused
         return predictions
 
-    async def predict(self, task: str, inputs: list[TextInput], want_gates: bool) -> Prediction:
-        """The task's live adapter on every input."""
-        async with self.pinned([task]) as residents:
+    async def predict(
+        self,
+        task: str,
+        inputs: list[TextInput],
+        want_gates: bool,
+        version: int | None = None,
+        sticky_key: str | None = None,
+    ) -> Prediction:
+        """The task's routed adapter (or the pinned `version`) on every input."""
+        async with self.pinned([Target(task, version)], sticky_key) as residents:
             (prediction,) = await self.predict_pinned(residents, inputs, want_gates)
         return prediction
 
     async def predict_tasks(
-        self, tasks: Sequence[str], inputs: list[TextInput], want_gates: bool
+        self,
+        targets: Sequence[str | Target],
+        inputs: list[TextInput],
+        want_gates: bool,
+        sticky_key: str | None = None,
     ) -> list[Prediction]:
-        """Each task's prediction for every input, in task order, from one set of pins."""
-        async with self.pinned(tasks) as residents:
+        """Each target's prediction for every input, in order, from one set of pins."""
+        async with self.pinned(targets, sticky_key) as residents:
             return await self.predict_pinned(residents, inputs, want_gates)
 
     async def live_manifest(self, task: str) -> tuple[int, Manifest]:
-        """The task's live version and its manifest, read from one pinned resident (loads the
-        adapter if this replica lacks it)."""
+        """The version the task's routing gives and its manifest, read from one pinned
+        resident (loads the adapter if this replica lacks it)."""
         async with self.pinned([task]) as (resident,):
             return resident.key[1], resident.manifest
 
@@ -254,11 +301,13 @@ class Engine:
         self.gate_record.add(task, version, [r.gates for r in results])
         return results if returned else [replace(r, gates=None) for r in results]
 
-    async def _acquire_off_loop(self, tasks: Sequence[str]) -> list[Resident]:
+    async def _acquire_off_loop(
+        self, asks: Sequence[tuple[Target, Route | None]], sticky_key: str | None
+    ) -> list[Resident]:
         """`_acquire_all` on the store's pool. A request cancelled meanwhile (a client that
         hangs up during a load) cannot stop the thread: whatever it pins is released when it
         finishes, so no slot stays pinned by a request that is gone."""
-        future = self.store_work.submit(self._acquire_all, tasks)
+        future = self.store_work.submit(self._acquire_all, asks, sticky_key)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -269,12 +318,14 @@ class Engine:
         if not future.cancelled() and future.exception() is None:
             self._release_all(future.result())
 
-    def _acquire_all(self, tasks: Sequence[str]) -> list[Resident]:
-        """Pin every task's live adapter, or none (a failure releases what was pinned)."""
+    def _acquire_all(
+        self, asks: Sequence[tuple[Target, Route | None]], sticky_key: str | None
+    ) -> list[Resident]:
+        """Pin every target's adapter, or none (a failure releases what was pinned)."""
         held: list[Resident] = []
         try:
-            for task in tasks:
-                held.append(self.resolver.acquire(task))
+            for target, route in asks:
+                held.append(self.router.acquire(target, route, sticky_key))
         except BaseException:
             self._release_all(held)
             raise
@@ -282,4 +333,4 @@ class Engine:
 
     def _release_all(self, residents: Iterable[Resident]) -> None:
         for resident in residents:
-            self.resolver.release(resident)
+            self.router.release(resident)

@@ -6,6 +6,7 @@ from service.store.embedded import EmbeddedRedis, find_redis_server, start_embed
 from service.store.errors import (
     CorruptBlobError,
     InvalidArtifactError,
+    InvalidTrafficError,
     NoEarlierVersionError,
     StoreError,
     StoreUnavailableError,
@@ -17,10 +18,12 @@ from service.store.events import EventKind, StoreEvent
 from service.store.factory import connect, make_client
 from service.store.keys import DEFAULT_PREFIX, Keys
 from service.store.records import LiveState, Published, VersionInfo
+from service.store.split import MAX_SPLIT_VERSIONS, TrafficSplit
 from service.store.subscription import Subscription
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "MAX_SPLIT_VERSIONS",
     "AdapterStore",
     "BlobStore",
     "CorruptBlobError",
@@ -28,6 +31,7 @@ __all__ = [
     "EventKind",
     "FilesystemBlobStore",
     "InvalidArtifactError",
+    "InvalidTrafficError",
     "Keys",
     "LiveState",
     "NoEarlierVersionError",
@@ -38,6 +42,7 @@ __all__ = [
     "StoreUnavailableError",
     "Subscription",
     "TaskNotFoundError",
+    "TrafficSplit",
     "VersionConflictError",
     "VersionInfo",
     "VersionNotFoundError",

@@ -1,7 +1,8 @@
 """Versioned adapter artifacts: index in Redis, bytes in a `BlobStore`.
 
-Every change of a task's live pointer bumps the task's generation in the same transaction;
-events and `live_state` carry it, so caches can order what they hear (see `events.py`).
+Every change of a task's routing (live pointer or traffic split, see `traffic.py`) bumps the
+task's generation in the same transaction; events and `live_state` carry it, so caches can
+order what they hear (see `events.py`).
 
 Write order keeps readers safe: a version number comes from INCR, a pending marker is set,
 the blobs are written, and only then one MULTI/EXEC adds the record, the task and (maybe) the
@@ -39,8 +40,9 @@ from service.store.records import (
     VersionInfo,
     sha256_hex,
 )
+from service.store.split import TrafficSplit
 from service.store.subscription import Subscription
-from service.store.transaction import generation_of, run_transaction
+from service.store.transaction import generation_of, read_split, run_transaction
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,10 @@ class AdapterStore:
         upload_key: str | None = None,
     ) -> Published:
         """Store a new version. With `make_live`, it becomes live unless a newer one already is
-        (concurrent uploads: the highest version wins). With `upload_key`, an upload that
-        already committed under that key is answered instead (`replayed`; see `publish.py`)."""
+        (concurrent uploads: the highest version wins) or a traffic split is set (the split
+        keeps routing; promote or abort ends it); without, it is staged: stored, not live.
+        With `upload_key`, an upload that already committed under that key is answered
+        instead (`replayed`; see `publish.py`)."""
         if upload_key is not None:
             wanted = UploadRecord(task, 0, sha256_hex(weights_bytes), sha256_hex(manifest_bytes))
             with redis_errors(f"reading the upload key of {task!r}"):
@@ -83,7 +87,7 @@ class AdapterStore:
             return published
         self._emit(StoreEvent(EventKind.PUBLISHED, task, info.version, published.generation))
         if published.live:
-            self._emit(StoreEvent(EventKind.LIVE, task, info.version, published.generation))
+            self.emit_routing(LiveState(task, info.version, published.generation))
         return published
 
     def _prepare(
@@ -103,9 +107,11 @@ class AdapterStore:
     def set_live(self, task: str, version: int | None = None) -> LiveState:
         """Point the task at `version`, or with None at the highest version below the live one
         (the one before it: a rollback). Atomic against the live pointer it read: concurrent
-        calls serialize, so N rollbacks without a version go N versions back."""
+        calls serialize, so N rollbacks without a version go N versions back. A traffic split
+        ends in the same transaction: the target takes all traffic."""
         k = self.keys
         versions_key, live_key, gen_key = k.versions(task), k.live(task), k.generation(task)
+        traffic_key = k.traffic(task)
 
         def txn(pipe: Pipeline) -> LiveState:
             versions = {int(v) for v in pipe.hkeys(versions_key)}
@@ -119,25 +125,36 @@ class AdapterStore:
             generation = generation_of(pipe, gen_key) + 1
             pipe.multi()
             pipe.set(live_key, target)
+            pipe.delete(traffic_key)
             pipe.set(gen_key, generation)
             return LiveState(task, target, generation)
 
         action = f"setting the live version of {task!r}"
-        state = run_transaction(self.client, action, txn, versions_key, live_key, gen_key)
-        self._emit(StoreEvent(EventKind.LIVE, task, state.version, state.generation))
+        watches = (versions_key, live_key, gen_key, traffic_key)
+        state = run_transaction(self.client, action, txn, *watches)
+        self.emit_routing(state)
         return state
 
     def delete_version(self, task: str, version: int) -> LiveState:
         """Delete one version. The live version can only go when it is the last one (then the
-        task goes with it); otherwise set another version live first (VersionConflictError)."""
+        task goes with it); otherwise set another version live first. A version in the traffic
+        split cannot go either: promote, abort or change the split first. Both refusals are
+        VersionConflictError."""
         k = self.keys
         versions_key, live_key, gen_key = k.versions(task), k.live(task), k.generation(task)
+        traffic_key = k.traffic(task)
 
         def txn(pipe: Pipeline) -> LiveState:
             if not pipe.hexists(versions_key, str(version)):
                 raise self._missing(pipe, task, version)
             raw, count = pipe.get(live_key), int(pipe.hlen(versions_key))
             live, generation = None if raw is None else int(raw), generation_of(pipe, gen_key)
+            split = read_split(pipe, traffic_key)
+            if split is not None and version in split.versions:
+                raise VersionConflictError(
+                    f"version {version} of {task!r} is in the traffic split ({split.describe()}); "
+                    "promote, abort or change the split first"
+                )
             if live == version and count > 1:
                 raise VersionConflictError(
                     f"version {version} of {task!r} is live; set another version live first"
@@ -146,14 +163,15 @@ class AdapterStore:
             pipe.hdel(versions_key, str(version))
             pipe.set(k.pending(task, version), DELETING)
             if count > 1:
-                return LiveState(task, live, generation)
-            pipe.delete(live_key)
+                return LiveState(task, live, generation, split=split)
+            pipe.delete(live_key, traffic_key)
             pipe.srem(k.tasks, task)
             pipe.set(gen_key, generation + 1)
             return LiveState(task, None, generation + 1, exists=False)
 
         action = f"deleting {task!r} version {version}"
-        state = run_transaction(self.client, action, txn, versions_key, live_key, gen_key)
+        watches = (versions_key, live_key, gen_key, traffic_key)
+        state = run_transaction(self.client, action, txn, *watches)
         deleted = version if state.exists else None  # None: the whole task
         self._emit(StoreEvent(EventKind.DELETED, task, deleted, state.generation))
         self._drop_blobs(task, [version])
@@ -170,7 +188,7 @@ class AdapterStore:
                 raise TaskNotFoundError(task)
             generation = generation_of(pipe, gen_key) + 1
             pipe.multi()
-            pipe.delete(versions_key, live_key)
+            pipe.delete(versions_key, live_key, k.traffic(task))
             pipe.srem(k.tasks, task)
             pipe.set(gen_key, generation)
             for version in versions:
@@ -200,17 +218,20 @@ class AdapterStore:
         return sorted(t.decode() for t in members)
 
     def live_state(self, task: str) -> LiveState:
-        """The live pointer and its generation, read atomically (MULTI/EXEC). Never raises
-        TaskNotFoundError: a missing task is `exists=False`, which has a generation too."""
+        """The routing (live pointer, traffic split) and its generation, read atomically
+        (MULTI/EXEC). Never raises TaskNotFoundError: a missing task is `exists=False`, which
+        has a generation too."""
         k = self.keys
         with redis_errors(f"reading live version of {task!r}"):
             pipe = self.client.pipeline(transaction=True)
             pipe.exists(k.versions(task))
             pipe.get(k.live(task))
             pipe.get(k.generation(task))
-            exists, live, generation = pipe.execute()
+            pipe.get(k.traffic(task))
+            exists, live, generation, traffic = pipe.execute()
         version = None if live is None or not exists else int(live)
-        return LiveState(task, version, int(generation or 0), bool(exists))
+        split = None if traffic is None or not exists else TrafficSplit.from_json(traffic)
+        return LiveState(task, version, int(generation or 0), bool(exists), split)
 
     def live_version(self, task: str) -> int | None:
         """The live version; None when the task exists but nothing is live."""
@@ -263,6 +284,12 @@ class AdapterStore:
     def subscribe(self, callback: EventCallback, wait_s: float = 2.0) -> Subscription:
         """Deliver this store's events (and "resync") to `callback` on a daemon thread."""
         return Subscription(self.client, self.keys.events, callback).start(wait_s)
+
+    def emit_routing(self, state: LiveState) -> None:
+        """Announce a committed routing change (the whole routing, with its generation)."""
+        self._emit(
+            StoreEvent(EventKind.LIVE, state.task, state.version, state.generation, state.split)
+        )
 
     def _emit(self, event: StoreEvent) -> None:
         """Best effort: the index is already committed; subscribers resync on reconnect, and

@@ -2,7 +2,7 @@
 
 HTTP mapping (done by the API's error table, not here): `StoreUnavailableError` -> 503,
 `TaskNotFoundError` / `VersionNotFoundError` -> 404, `VersionConflictError` -> 409,
-`InvalidArtifactError` -> 422, `CorruptBlobError` -> 500.
+`InvalidArtifactError` / `InvalidTrafficError` -> 422, `CorruptBlobError` -> 500.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class VersionConflictError(StoreError):
 
 class InvalidArtifactError(StoreError):
     """The bytes handed to `publish` are not a storable artifact (bad name, no JSON manifest)."""
+
+
+class InvalidTrafficError(StoreError):
+    """A traffic split that breaks a rule: weights, version count, or versions not retained."""
 
 
 class CorruptBlobError(StoreError):

@@ -1,12 +1,14 @@
 """Typed store events and their JSON form on the pub/sub channel.
 
 Every event names a task and carries the task's *generation*: a per-task counter that the same
-Redis transaction bumps with every change of the live pointer (upload that goes live,
-rollback, deletion of the task). A cache keeps the state of the highest generation it has
-seen and ignores anything older, so events may arrive in any order (etcd's `mod_revision`).
+Redis transaction bumps with every routing change (upload that goes live, rollback, traffic
+split set, promote or abort, deletion of the task). A cache keeps the state of the highest
+generation it has seen and ignores anything older, so events may arrive in any order (etcd's
+`mod_revision`).
 
 - `PUBLISHED`: `version` was committed; `generation` is unchanged unless a `LIVE` follows.
-- `LIVE`: the task's live version is now `version`, at `generation`.
+- `LIVE`: the task's routing is now live `version` and `split` (None: no split), at
+  `generation`; the event carries the whole routing, so applying it needs no read.
 - `DELETED`: `version` was deleted (live pointer unchanged), or, with `version` None, the
   whole task is gone at `generation`.
 - `RESYNC`: never on the channel; a subscription delivers it when events may have been missed
@@ -20,6 +22,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from service.store.errors import InvalidTrafficError
+from service.store.split import TrafficSplit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ class StoreEvent:
     task: str = ""
     version: int | None = None
     generation: int = 0
+    split: TrafficSplit | None = None
 
     @property
     def task_gone(self) -> bool:
@@ -58,6 +64,7 @@ def encode_event(event: StoreEvent) -> str:
         "task": event.task,
         "version": event.version,
         "generation": event.generation,
+        "split": None if event.split is None else event.split.as_dict(),
     }
     return json.dumps(payload)
 
@@ -67,14 +74,15 @@ def decode_event(raw: bytes | str) -> StoreEvent | None:
     try:
         data = json.loads(raw)
         kind = EventKind(data["event"])
-        version = data["version"]
+        version, split = data["version"], data.get("split")
         event = StoreEvent(
             kind=kind,
             task=str(data["task"]),
             version=None if version is None else int(version),
             generation=int(data["generation"]),
+            split=None if split is None else TrafficSplit.parse(split),
         )
-    except (ValueError, UnicodeDecodeError, TypeError, KeyError) as e:
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError, InvalidTrafficError) as e:
         log.warning("ignoring unknown message on the events channel (%s): %r", e, raw[:200])
         return None
     if kind not in CHANNEL_KINDS:

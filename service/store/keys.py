@@ -6,8 +6,11 @@ Layout (prefix ``p``, default ``unipelt:``):
 - ``{p}task:{task}:versions``           hash: version number -> JSON `VersionInfo`
 - ``{p}task:{task}:live``               string: the live version number
 - ``{p}task:{task}:next_version``       counter (INCR); never reset, so numbers are not reused
-- ``{p}task:{task}:generation``         counter bumped in the transaction of every live-pointer
-                                        change; never reset (kept when the task is deleted)
+- ``{p}task:{task}:traffic``            string: JSON traffic split ``{"7": 90, "8": 10}``;
+                                        absent when one live version takes all traffic
+- ``{p}task:{task}:generation``         counter bumped in the transaction of every routing
+                                        change (live pointer or split); never reset (kept when
+                                        the task is deleted)
 - ``{p}pending:{task}:{version}``       string: unix time; blobs exist but are not (or no
                                         longer) indexed; `AdapterStore.gc_orphans` removes them
 - ``{p}blob:{task}:{version}:manifest`` blob key (also the file key of a non-Redis blob store)
@@ -53,6 +56,9 @@ class Keys:
 
     def live(self, task: str) -> str:
         return f"{self.prefix}task:{task}:live"
+
+    def traffic(self, task: str) -> str:
+        return f"{self.prefix}task:{task}:traffic"
 
     def generation(self, task: str) -> str:
         return f"{self.prefix}task:{task}:generation"

@@ -24,7 +24,7 @@ from redis.client import Pipeline
 from service.store.errors import VersionConflictError, redis_errors
 from service.store.keys import Keys
 from service.store.records import Published, VersionInfo, parse_manifest, sha256_hex, utc_now_iso
-from service.store.transaction import generation_of, run_transaction
+from service.store.transaction import generation_of, read_split, run_transaction
 
 UPLOAD_KEY_TTL_S = 24 * 3600
 
@@ -104,7 +104,9 @@ def _published(pipe: redis.Redis | Pipeline, keys: Keys, info: VersionInfo) -> P
     """An earlier commit as a replayed answer; `live`: whether it is live now."""
     live = pipe.get(keys.live(info.task))
     generation = generation_of(pipe, keys.generation(info.task))  # type: ignore[arg-type]
-    return Published(info, live == str(info.version).encode(), generation, replayed=True)
+    split = read_split(pipe, keys.traffic(info.task))  # type: ignore[arg-type]
+    live_now = live == str(info.version).encode()
+    return Published(info, live_now, generation, split, replayed=True)
 
 
 def commit(
@@ -115,11 +117,13 @@ def commit(
     make_live: bool,
     upload_key: str | None,
 ) -> Published:
-    """The one transaction that makes `info` visible (and maybe live), or the earlier commit
-    of the same upload."""
+    """The one transaction that makes `info` visible (and live, unless a newer version is or
+    a traffic split is set), or the earlier commit of the same upload."""
     task, version, k = info.task, info.version, keys
     pending, live_key, gen_key = k.pending(task, version), k.live(task), k.generation(task)
-    watches = [pending, live_key, gen_key] + ([k.upload(upload_key)] if upload_key else [])
+    traffic_key = k.traffic(task)
+    watches = [pending, live_key, gen_key, traffic_key]
+    watches += [k.upload(upload_key)] if upload_key else []
 
     def txn(pipe: Pipeline) -> Published:
         if upload_key is not None:
@@ -134,8 +138,8 @@ def commit(
                 f"upload of {task!r} version {version} was garbage-collected before it "
                 "committed; upload again"
             )
-        live = pipe.get(live_key)
-        move = make_live and (live is None or int(live) < version)
+        live, split = pipe.get(live_key), read_split(pipe, traffic_key)
+        move = make_live and split is None and (live is None or int(live) < version)
         generation = generation_of(pipe, gen_key)
         pipe.multi()
         pipe.hset(k.versions(task), str(version), info.to_json())
@@ -147,7 +151,7 @@ def commit(
         pipe.delete(pending)
         if upload_key is not None:
             pipe.set(k.upload(upload_key), UploadRecord.of(info).to_json(), ex=UPLOAD_KEY_TTL_S)
-        return Published(info, move, generation)
+        return Published(info, move, generation, split)
 
     action = f"committing {task!r} version {version}"
     return run_transaction(client, action, txn, *watches)

@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.constants import TASK_NAME_PATTERN
 from service.store.errors import InvalidArtifactError
+from service.store.split import TrafficSplit
 
 TASK_NAME = re.compile(TASK_NAME_PATTERN)
 
@@ -57,23 +58,35 @@ class VersionInfo:
 
 @dataclass(frozen=True)
 class LiveState:
-    """A task's live pointer read in one transaction: `version` None when nothing is live
-    (`exists` False: the task is gone); `generation` orders states of the same task."""
+    """A task's routing read in one transaction: the live pointer (`version`, None when
+    nothing is live; `exists` False: the task is gone) and the traffic split, if one is set
+    (then unpinned requests follow the split, and the live version is where `abort` returns).
+    `generation` orders states of the same task."""
 
     task: str
     version: int | None
     generation: int
     exists: bool = True
+    split: TrafficSplit | None = None
+
+    @property
+    def routable(self) -> tuple[int, ...]:
+        """The versions an unpinned request can get: the split's, else the live one."""
+        if self.split is not None:
+            return self.split.versions
+        return () if self.version is None else (self.version,)
 
 
 @dataclass(frozen=True)
 class Published:
     """What `AdapterStore.publish` committed: `live` is True when this version became live
-    in its commit (False when a newer version was live already)."""
+    in its commit (False when staged, when a newer version was live already, or when a traffic
+    split was set: `split`)."""
 
     info: VersionInfo
     live: bool
     generation: int
+    split: TrafficSplit | None = None
     replayed: bool = False  # an earlier commit of the same upload (its key, or a lost reply)
 
     @property

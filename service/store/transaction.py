@@ -9,6 +9,7 @@ import redis
 from redis.client import Pipeline
 
 from service.store.errors import redis_errors
+from service.store.split import TrafficSplit
 
 T = TypeVar("T")
 
@@ -27,3 +28,9 @@ def generation_of(pipe: Pipeline, key: str) -> int:
     """A generation counter read inside a transaction (0 when never set)."""
     raw = pipe.get(key)
     return 0 if raw is None else int(raw)
+
+
+def read_split(pipe: Pipeline, key: str) -> TrafficSplit | None:
+    """A task's traffic split read inside a transaction (None: no split)."""
+    raw = pipe.get(key)
+    return None if raw is None else TrafficSplit.from_json(raw)

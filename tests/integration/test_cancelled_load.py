@@ -30,14 +30,14 @@ def test_a_request_cancelled_during_its_load_releases_the_pin(minilm, tmp_path):
         }
         assert client.put("/adapters", files=files).status_code == 201
         engine = client.app.state.engine  # type: ignore[attr-defined]
-        resolver = engine.resolver
+        router = engine.router
         entered, proceed = threading.Event(), threading.Event()
-        acquire = resolver.acquire
+        acquire = router.acquire
 
-        def slow_acquire(task: str):
+        def slow_acquire(*args):
             entered.set()
             assert proceed.wait(10), "the test never let the load finish"
-            return acquire(task)
+            return acquire(*args)
 
         async def hang_up_during_the_load() -> None:
             request = asyncio.ensure_future(
@@ -49,7 +49,7 @@ def test_a_request_cancelled_during_its_load_releases_the_pin(minilm, tmp_path):
             with pytest.raises(asyncio.CancelledError):
                 await request
 
-        resolver.acquire_cached, resolver.acquire = (lambda task: None), slow_acquire
+        router.acquire_cached, router.acquire = (lambda route: None), slow_acquire
         try:
             client.portal.call(hang_up_during_the_load)  # type: ignore[union-attr]
             proceed.set()  # now the abandoned load pins its adapter
@@ -61,6 +61,6 @@ def test_a_request_cancelled_during_its_load_releases_the_pin(minilm, tmp_path):
                 time.sleep(0.01)
             assert dict(engine.pool.residents()).get(("hangup", 1)) == 0
         finally:
-            del resolver.acquire_cached, resolver.acquire  # back to the class's methods
+            del router.acquire_cached, router.acquire  # back to the class's methods
         r = client.post("/v1/hangup/predict", json={"inputs": "fine"})
         assert r.status_code == 200 and r.json()["version"] == 1

@@ -41,24 +41,24 @@ def swap_after_first_pin(client: TestClient, task: str, new: tuple[bytes, bytes]
     """Inside the block: the first time `task`'s adapter is pinned, `new` is published (live at
     once) right after the pin."""
     engine = client.app.state.engine  # type: ignore[attr-defined]
-    resolver, done = engine.resolver, []
+    router, done = engine.router, []
 
     def wrap(acquire: Callable) -> Callable:
-        def pin_then_swap(name: str):
-            resident = acquire(name)
-            if resident is not None and name == task and not done:
+        def pin_then_swap(*args):
+            resident = acquire(*args)
+            if resident is not None and resident.key[0] == task and not done:
                 done.append(True)
                 engine.adapters._upload(*new)  # validated, published and applied here
             return resident
 
         return pin_then_swap
 
-    original = resolver.acquire_cached, resolver.acquire
-    resolver.acquire_cached, resolver.acquire = wrap(original[0]), wrap(original[1])
+    original = router.acquire_cached, router.acquire
+    router.acquire_cached, router.acquire = wrap(original[0]), wrap(original[1])
     try:
         yield
     finally:
-        resolver.acquire_cached, resolver.acquire = original
+        router.acquire_cached, router.acquire = original
     assert done, "the swap never ran"
 
 

@@ -1,4 +1,4 @@
-"""`build_tiers`, the one wiring of pool, host tier, loader and resolver, on a real Redis: a
+"""`build_tiers`, the one wiring of pool, host tier, loader, resolver and router, on a real Redis: a
 miss loads from the store, an adapter the bank evicts is counted and kept in the host tier, and
 its next miss is a host copy, not a fetch."""
 
@@ -9,6 +9,7 @@ import pytest
 from adapters.bank import BankSizes, TaskBank
 from adapters.config import MethodConfig
 from harness.tasks import artifact_bytes
+from service.engine.lifecycle.routing import Target
 from service.engine.lifecycle.tiers import build_tiers
 from service.metrics import Metrics
 from service.store import AdapterStore, RedisBlobStore, make_client
@@ -26,11 +27,12 @@ def test_built_tiers_load_evict_into_the_host_tier_and_copy_back(redis_server, t
     tiers = build_tiers(store, tiny_bert, metrics, bank, host_bytes=2**30)
     assert tiers.bank is bank and tiers.loader.pool is tiers.pool
     assert tiers.resolver.loader is tiers.loader and tiers.loader.host is tiers.host
+    assert tiers.router.resolver is tiers.resolver and tiers.router.loader is tiers.loader
 
     def load(task: str) -> None:
-        resident = tiers.resolver.acquire(task)
+        resident = tiers.router.acquire(Target(task))
         assert resident.key == (task, 1) and resident.manifest.task == task
-        tiers.resolver.release(resident)
+        tiers.router.release(resident)
 
     sample = metrics.registry.get_sample_value
     source = "unipelt_adapter_load_source_seconds_count"

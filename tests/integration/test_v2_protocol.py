@@ -117,7 +117,7 @@ def test_error_bodies_are_protocol_errors(service):
     r = httpx.post(f"{service.url}/v2/models/topic/infer", content=b"{not json", timeout=30)
     assert r.status_code == 400 and list(r.json()) == ["error"]
     r = httpx.post(f"{service.url}/v2/models/topic/versions/7/infer", json={"inputs": []})
-    assert r.status_code == 404 and "not live" in r.json()["error"]
+    assert r.status_code == 404 and r.json()["error"].startswith("unknown_version:")
 
 
 def _infer_body(**tensor: object) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 
 import pytest
 
@@ -71,7 +72,7 @@ class SlowStore:
 class NoLoader:
     pool = None
 
-    def forget(self, task: str, keep_version: int | None = None) -> None:
+    def forget(self, task: str, keep: Collection[int] = ()) -> None:
         pass
 
 

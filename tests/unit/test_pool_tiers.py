@@ -154,7 +154,7 @@ def test_host_cache_is_bounded_by_bytes_and_lru(task):
     assert cache.get(("t", 1)) is not None  # touch 1: 2 is now the least recent
     cache.put(("t", 3), manifest, image)
     assert cache.get(("t", 2)) is None and len(cache) == 2 and cache.nbytes == 2 * size
-    cache.drop_task("t", keep_version=3)
+    cache.drop_task("t", keep={3})
     assert cache.get(("t", 1)) is None and cache.get(("t", 3)) is not None
     tiny = HostCache(max_bytes=size - 1)
     assert tiny.put(("t", 1), manifest, image).nbytes == size  # served, not kept

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from adapters.manifest import Manifest
@@ -77,8 +78,15 @@ class HostCache:
             self._bytes += entry.nbytes
         return entry
 
-    def drop_task(self, task: str, keep_version: int | None = None) -> None:
-        """Forget versions of `task` other than `keep_version` (deleted or superseded)."""
+    def drop_task(self, task: str, keep: Collection[int] = ()) -> None:
+        """Forget versions of `task` not in `keep` (deleted or no longer routed)."""
         with self._lock:
-            for key in [k for k in self._entries if k[0] == task and k[1] != keep_version]:
+            for key in [k for k in self._entries if k[0] == task and k[1] not in keep]:
                 self._bytes -= self._entries.pop(key).nbytes
+
+    def drop(self, key: AdapterKey) -> None:
+        """Forget one version (deleted)."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._bytes -= entry.nbytes

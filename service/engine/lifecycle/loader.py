@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
 
 from torch import Tensor
 
@@ -113,10 +114,16 @@ class AdapterLoader:
         except (RuntimeError, MemoryError) as exc:  # best effort: its next miss is a fetch
             log.warning("could not keep evicted adapter %s v%s: %s", *resident.key, exc)
 
-    def forget(self, task: str, keep_version: int | None = None) -> None:
-        """Versions of `task` other than `keep_version` leave both tiers (once unused)."""
-        self.pool.retire_task(task, keep_version)
-        self.host.drop_task(task, keep_version)
+    def forget(self, task: str, keep: Collection[int] = ()) -> None:
+        """Versions of `task` not in `keep` leave both tiers (once unused)."""
+        self.pool.retire_task(task, keep)
+        self.host.drop_task(task, keep)
+        self.update_gauges()
+
+    def forget_version(self, key: AdapterKey) -> None:
+        """One version leaves both tiers (once unused): it was deleted."""
+        self.pool.retire(key)
+        self.host.drop(key)
         self.update_gauges()
 
     def update_gauges(self) -> None:

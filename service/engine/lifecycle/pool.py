@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from adapters.bank import TaskBank
@@ -31,7 +31,7 @@ class Resident:
     nbytes: int  # the adapter's slot image (the slot itself is always slot-sized)
     layout: ImageLayout  # where the image lies in the slot (to read it back on eviction)
     refs: int = 0
-    retired: bool = False  # a newer version went live: free as soon as refs drop to 0
+    retired: bool = False  # no longer routed (or deleted): free as soon as refs drop to 0
     label_names: list[str] = field(default_factory=list)
 
 
@@ -83,7 +83,7 @@ class AdapterPool:
             resident = self._lru.get(key)
             if resident is None:
                 return None
-            resident.retired = False  # the resolver only asks for the live version
+            resident.retired = False  # asked for: routed, or a pin the store confirmed
             self._lru.move_to_end(key)
             resident.refs += 1
             return resident
@@ -141,15 +141,25 @@ class AdapterPool:
             if resident.retired and resident.refs <= 0:
                 self._drop(resident)
 
-    def retire_task(self, task: str, keep_version: int | None = None) -> None:
-        """Versions of `task` other than `keep_version` go away once no request uses them."""
+    def retire_task(self, task: str, keep: Collection[int] = ()) -> None:
+        """Versions of `task` not in `keep` go away once no request uses them."""
         with self._lock:
             for resident in list(self._lru.values()):
-                if resident.key[0] != task or resident.key[1] == keep_version:
+                if resident.key[0] != task or resident.key[1] in keep:
                     continue
-                resident.retired = True
-                if resident.refs <= 0:
-                    self._drop(resident)
+                self._retire(resident)
+
+    def retire(self, key: AdapterKey) -> None:
+        """`key` goes away once no request uses it (a deleted version)."""
+        with self._lock:
+            resident = self._lru.get(key)
+            if resident is not None:
+                self._retire(resident)
+
+    def _retire(self, resident: Resident) -> None:
+        resident.retired = True
+        if resident.refs <= 0:
+            self._drop(resident)
 
     def _take_slot(self) -> tuple[int, Resident | None]:
         """A free slot, or the least recent unpinned resident's (returned as the victim)."""

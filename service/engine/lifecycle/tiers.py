@@ -1,6 +1,7 @@
 """The one wiring of the adapter tiers: the device pool over a bank, the host tier, the loader
-that fills them from the store, and the resolver in front. The engine builds its tiers here,
-and so do the benchmarks that measure loads without the rest of the service."""
+that fills them from the store, the resolver of routings and the router in front. The engine
+builds its tiers here, and so do the benchmarks that measure loads without the rest of the
+service."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from service.engine.lifecycle.host_tier import HostCache
 from service.engine.lifecycle.loader import AdapterLoader
 from service.engine.lifecycle.pool import AdapterPool, Resident
 from service.engine.lifecycle.resolver import AdapterResolver
+from service.engine.lifecycle.routing import Router
 from service.metrics import Metrics
 from service.store.adapter_store import AdapterStore
 
@@ -24,7 +26,8 @@ class AdapterTiers:
     pool: AdapterPool  # the device tier (owns the bank)
     host: HostCache  # the host tier
     loader: AdapterLoader  # store -> host tier -> bank, one load per version at a time
-    resolver: AdapterResolver  # task -> live version -> a pinned resident
+    resolver: AdapterResolver  # task -> routing (live version, traffic split)
+    router: Router  # request -> the version that serves it -> a pinned resident
 
     @property
     def bank(self) -> TaskBank:
@@ -53,4 +56,5 @@ def build_tiers(
 
     pool.on_evict = evicted
     resolver = AdapterResolver(store, loader, metrics, live_cache_ttl_s)
-    return AdapterTiers(pool, loader.host, loader, resolver)
+    router = Router(resolver, loader, store, metrics)
+    return AdapterTiers(pool, loader.host, loader, resolver, router)

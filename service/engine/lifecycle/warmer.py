@@ -1,9 +1,10 @@
 """Warm on publish: load a new version of a task this replica holds before switching to it.
 
 Store events pass through here on their way to the resolver. An event that publishes or
-makes live a version of a task held in the bank is queued: one background thread loads that
-version (host tier or store, then a slot), and only then hands the event on, so the first
-request after the swap finds it resident. Later events of a task with queued work wait behind
+makes live a version of a task held in the bank (or sets a traffic split over versions it does
+not hold) is queued: one background thread loads those versions (host tier or store, then a
+slot), and only then hands the event on, so the first request after the swap finds them
+resident. Later events of a task with queued work wait behind
 it, so each task's events keep their order. Loads are bounded (`max_loads` queued, one at a
 time): past the bound an event goes straight through and the version loads on first use, so a
 burst of uploads cannot take the CPU from predictions.
@@ -28,7 +29,11 @@ WARM_EVENTS = (EventKind.PUBLISHED, EventKind.LIVE)
 @dataclass(frozen=True)
 class _Item:
     event: StoreEvent
-    load: bool
+    versions: tuple[int, ...]  # to load before the event goes on
+
+    @property
+    def load(self) -> bool:
+        return bool(self.versions)
 
 
 class Warmer:
@@ -63,24 +68,30 @@ class Warmer:
             if event.kind is EventKind.RESYNC:  # for every task at once
                 self.apply(event)
                 return
-            load = self._wants_load(event)
-            if not load and not self._pending[task]:
+            versions = self._wanted(event)
+            if not versions and not self._pending[task]:
                 self.apply(event)  # nothing to wait for: at once, in order
                 return
-            self._loads += load
-            self._queue.append(_Item(event, load))
+            self._loads += bool(versions)
+            self._queue.append(_Item(event, versions))
             self._pending[task] += 1
             self._cond.notify()
 
-    def _wants_load(self, event: StoreEvent) -> bool:
-        task, version = event.task, event.version
-        if event.kind not in WARM_EVENTS or version is None or self._closed:
-            return False
-        if self._loads >= self.max_loads:
+    def _wanted(self, event: StoreEvent) -> tuple[int, ...]:
+        """Versions to load before `event` applies: those it routes to that a task held in
+        the bank lacks."""
+        if event.kind not in WARM_EVENTS or self._closed:
+            return ()
+        if event.split is not None:
+            routed: tuple[int, ...] = event.split.versions
+        else:
+            routed = () if event.version is None else (event.version,)
+        held = self.loader.pool.resident_versions(event.task)
+        missing = tuple(v for v in routed if v not in held) if held else ()
+        if missing and self._loads >= self.max_loads:
             self.metrics.warm_loads.labels(result="skipped").inc()
-            return False
-        held = self.loader.pool.resident_versions(task)
-        return bool(held) and version not in held
+            return ()
+        return missing
 
     def _work(self) -> None:
         while True:
@@ -91,8 +102,8 @@ class Warmer:
                     return
                 item = self._queue.popleft()
             task = item.event.task
-            if item.load and item.event.version is not None:
-                self._load(task, item.event.version)
+            for version in item.versions:
+                self._load(task, version)
             try:
                 self.apply(item.event)
             except Exception:  # never lose the worker; the TTL re-check heals the cache
