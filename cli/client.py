@@ -1,4 +1,5 @@
-"""`unipelt push / ls / rollback` and `unipelt predict --url`: use a running service."""
+"""`unipelt push / ls / rollback` and `unipelt predict --url`: use a running service
+(`traffic.py`: traffic, promote, abort)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from cli.http import TOKEN_ENV, URL_ENV, Client
 from cli.library import Handler
 
 
-def _remote(p: argparse.ArgumentParser, required: bool = True) -> None:
+def add_remote_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--url",
         default=os.environ.get(URL_ENV),
@@ -24,17 +25,20 @@ def _remote(p: argparse.ArgumentParser, required: bool = True) -> None:
 def add_client_commands(sub) -> None:
     p = sub.add_parser("push", help="check an artifact locally, upload it, print its version")
     p.add_argument("artifact", type=Path, help="artifact directory, or a PEFT LoRA directory")
-    _remote(p)
+    p.add_argument(
+        "--staged", action="store_true", help="store it without making it live (pin it to test)"
+    )
+    add_remote_options(p)
     peft = p.add_argument_group("PEFT LoRA directory (adapter_config.json): the server converts it")
     peft.add_argument("--task", help="task name (required for a PEFT directory)")
     peft.add_argument("--labels", help="class names in head order, comma-separated")
     peft.add_argument("--text-pair", action="store_true", help="inputs are text pairs")
     p = sub.add_parser("ls", help="list a service's tasks and their live versions")
-    _remote(p)
+    add_remote_options(p)
     p = sub.add_parser("rollback", help="make an earlier version of a task live")
     p.add_argument("task")
     p.add_argument("--version", type=int, default=None, help="default: the one before live")
-    _remote(p)
+    add_remote_options(p)
 
 
 def add_remote_predict_options(p: argparse.ArgumentParser) -> None:
@@ -51,10 +55,26 @@ def push(args: argparse.Namespace) -> int:
         data, files = _peft_parts(args)
     else:
         data, files = {}, _artifact_parts(args.artifact)
+    if args.staged:
+        data["live"] = "false"
     info = Client(args.url, args.token).call("PUT", "/adapters", data=data, files=files)
-    live = "live" if info.get("live") else "not live: a newer upload won"
-    print(f"{info['task']}: version {info['version']} ({live}), sha256 {info['sha256'][:12]}")
+    print(
+        f"{info['task']}: version {info['version']} ({_state(info, args.staged)}), "
+        f"sha256 {info['sha256'][:12]}"
+    )
     return 0
+
+
+def _state(info: dict, staged: bool) -> str:
+    if info.get("live"):
+        return "live"
+    if staged:
+        return "staged"
+    split = info.get("split")
+    if split:
+        weights = " ".join(f"{v}={w}" for v, w in split.items())
+        return f"not live: a traffic split is set, {weights}; promote or abort it"
+    return "not live: a newer upload won"
 
 
 def _artifact_parts(directory: Path) -> dict:

@@ -1,5 +1,6 @@
 """`unipelt`: train, evaluate and use task adapters; run the low-resource study; convert PEFT
-adapters; serve; and manage a running service (push, ls, rollback, predict --url)."""
+adapters; serve; and manage a running service (push, ls, rollback, traffic, promote, abort,
+predict --url)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cli.http import ClientError
 from cli.library import Handler, add_library_commands, library_handlers
 from cli.peft import add_peft_commands, peft_handlers
 from cli.serve import add_serve_command, serve
+from cli.traffic import add_traffic_commands, traffic_handlers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_peft_commands(sub)
     add_serve_command(sub)
     add_client_commands(sub)
+    add_traffic_commands(sub)
     return parser
 
 
@@ -37,7 +40,14 @@ def handlers() -> dict[str, Handler]:
     def predict(args: argparse.Namespace) -> int:
         return remote_predict(args) if args.url else local_predict(args)
 
-    return {**library, "predict": predict, **peft_handlers(), "serve": serve, **client_handlers()}
+    return {
+        **library,
+        "predict": predict,
+        **peft_handlers(),
+        "serve": serve,
+        **client_handlers(),
+        **traffic_handlers(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ EXAMPLE_DETAIL: dict[str, str] = {
     "invalid_input": "body.inputs: text must not be empty or only whitespace",
     "input_too_long": "input 0 has 311 tokens; the limit is 128 (UNIPELT_TRUNCATE=true truncates)",
     "invalid_adapter": "weights: tensor 'layers.0.lora_q.A' has shape [6, 384], expected [8, 384]",
+    "invalid_traffic": "weights sum to 99, not 100",
     "backbone_mismatch": "the artifact was trained on another backbone (fingerprint differs)",
     "overloaded": "the queue holds 2048 sequences; retry after Retry-After seconds",
     "corrupt_adapter": "stored weights of sst2 v3 fail their sha256",
@@ -83,7 +84,10 @@ OPERATION_ERRORS: dict[tuple[str, str], Errors] = {
     ("GET", "/metrics"): Errors(AUTH),  # with UNIPELT_PROTECT_READS or UNIPELT_METRICS_TOKEN
     ("GET", "/residency"): Errors((*AUTH, *ENGINE)),
     ("POST", "/v1/{task}/predict"): Errors((*AUTH, *JSON_BODY, *SERVE)),
-    ("POST", "/v1/predict"): Errors((*AUTH, *JSON_BODY, *SERVE)),
+    ("POST", "/v1/{task}/versions/{version}/predict"): Errors(
+        (*AUTH, *JSON_BODY, *SERVE, "unknown_version")
+    ),
+    ("POST", "/v1/predict"): Errors((*AUTH, *JSON_BODY, *SERVE, "unknown_version")),
     ("PUT", "/adapters"): Errors((*AUTH, *UPLOAD, *ENGINE, *STORE)),
     ("GET", "/adapters"): Errors((*AUTH, *ENGINE, *STORE)),
     ("GET", "/adapters/{task}"): Errors((*AUTH, *TASK, *ENGINE, *STORE)),
@@ -92,6 +96,17 @@ OPERATION_ERRORS: dict[tuple[str, str], Errors] = {
         (*AUTH, *TASK, *JSON_BODY, "unknown_version", *ENGINE, *STORE)
     ),
     ("DELETE", "/adapters/{task}"): Errors((*AUTH, *TASK, *ENGINE, *STORE)),
+    ("DELETE", "/adapters/{task}/versions/{version}"): Errors(
+        (*AUTH, *TASK, "unknown_version", "version_conflict", *ENGINE, *STORE)
+    ),
+    ("GET", "/adapters/{task}/traffic"): Errors((*AUTH, *TASK, *ENGINE, *STORE)),
+    ("PUT", "/adapters/{task}/traffic"): Errors(
+        (*AUTH, *TASK, *JSON_BODY, "invalid_traffic", "version_conflict", *ENGINE, *STORE)
+    ),
+    ("POST", "/adapters/{task}/promote"): Errors(
+        (*AUTH, *TASK, *JSON_BODY, "unknown_version", "version_conflict", *ENGINE, *STORE)
+    ),
+    ("POST", "/adapters/{task}/abort"): Errors((*AUTH, *TASK, *ENGINE, *STORE)),
     ("GET", "/v2"): V2_OPEN,
     ("GET", "/v2/health/live"): V2_OPEN,
     ("GET", "/v2/health/ready"): V2_OPEN,  # 503 is {"ready": false}, not an error body

@@ -111,6 +111,7 @@ ADAPTER_VERSION = {
     "live": True,
     "method": "apl",
     "metrics": {"dev_accuracy": 0.815, "test_accuracy": 0.758},
+    "split": None,
 }
 UPLOAD_REQUEST = {
     "artifact": _example(
@@ -134,6 +135,21 @@ ROLLBACK_REQUEST = {
 }
 ROLLBACK_RESPONSE = {
     "rolled back": _example("Version 1 is live", {**ADAPTER_VERSION, "version": 1}),
+}
+ROUTING = {"task": "sst2", "live_version": 7, "split": {"7": 90, "8": 10}, "generation": 12}
+TRAFFIC_REQUEST = {
+    "canary": _example("Send 10% of unpinned requests to version 8", {"split": {"7": 90, "8": 10}}),
+    "conditional": _example(
+        "The same, only if nobody changed the routing since generation 11",
+        {"split": {"7": 90, "8": 10}, "if_generation": 11},
+    ),
+}
+TRAFFIC_RESPONSE = {"split": _example("Version 7 live, 8 takes 10%", ROUTING)}
+PROMOTE_REQUEST = {"canary": _example("Version 8 takes all traffic", {"version": 8})}
+PROMOTE_RESPONSE = {
+    "promoted": _example(
+        "Version 8 live, no split", {**ROUTING, "live_version": 8, "split": None, "generation": 13}
+    )
 }
 GATE_AVERAGES_RESPONSE = {
     "recorded": _example(
@@ -276,6 +292,9 @@ EXAMPLES: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any]]] = 
     ("PUT", "/adapters"): (UPLOAD_REQUEST, UPLOAD_RESPONSE),
     ("POST", "/adapters/{task}/rollback"): (ROLLBACK_REQUEST, ROLLBACK_RESPONSE),
     ("GET", "/adapters/{task}/gates"): (None, GATE_AVERAGES_RESPONSE),
+    ("GET", "/adapters/{task}/traffic"): (None, TRAFFIC_RESPONSE),
+    ("PUT", "/adapters/{task}/traffic"): (TRAFFIC_REQUEST, TRAFFIC_RESPONSE),
+    ("POST", "/adapters/{task}/promote"): (PROMOTE_REQUEST, PROMOTE_RESPONSE),
     ("POST", "/v2/models/{task}/infer"): (INFER_REQUEST, INFER_RESPONSE),
     ("POST", "/v2/models/{task}/versions/{version}/infer"): (INFER_REQUEST, INFER_RESPONSE),
 }

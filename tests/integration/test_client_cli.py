@@ -69,6 +69,26 @@ def test_push_ls_rollback_and_remote_predict(service, cli, tmp_path, minilm):
     assert label in ("negative", "positive") and scores.startswith("negative=")
 
 
+def test_push_staged_traffic_promote_and_abort(service, cli, tmp_path, minilm):
+    url = ("--url", service.url)
+    assert cli("push", str(artifact_dir(tmp_path, minilm, "canary", 1)), *url)[0] == 0
+    code, out, err = cli("push", str(artifact_dir(tmp_path, minilm, "canary", 2)), "--staged", *url)
+    assert (code, err) == (0, "") and out.startswith("canary: version 2 (staged)")
+    assert cli("traffic", "canary", *url)[1] == "canary: version 1 is live, no split\n"
+    code, out, _ = cli("traffic", "canary", "1=90", "2=10", *url)
+    assert (code, out) == (0, "canary: 1=90 2=10 (abort returns to 1)\n")
+    code, out, _ = cli("push", str(artifact_dir(tmp_path, minilm, "canary", 3)), *url)
+    assert "version 3 (not live: a traffic split is set, 1=90 2=10" in out
+    code, _, err = cli("traffic", "canary", "1=90", "2=9", *url)
+    assert code == 1 and "invalid_traffic: weights sum to 99, not 100" in err
+    assert cli("promote", "canary", "2", *url)[1] == "canary: version 2 is live, no split\n"
+    cli("traffic", "canary", "2=50", "3=50", *url)
+    assert cli("abort", "canary", *url)[1] == "canary: version 2 is live, no split\n"
+    with pytest.raises(SystemExit) as exit_info:  # a malformed weight: argparse, status 2
+        cli("traffic", "canary", "2:100", *url)
+    assert exit_info.value.code == 2
+
+
 @pytest.mark.usefixtures("keep_torch_threads")
 def test_a_trained_artifact_scores_the_same_through_the_service(service, cli, tmp_path, minilm):
     """`unipelt train` then `unipelt push`: the served predictions of the test file give the

@@ -28,14 +28,17 @@ def test_past_the_window_each_input_weighs_one_over_window():
     assert record.averages("t", 1).gates["prefix"][0] == pytest.approx(0.75)
 
 
-def test_a_new_version_starts_a_fresh_mean_and_an_old_one_reads_empty():
-    record = GateRecord()
+def test_a_new_version_starts_a_fresh_mean_and_an_old_one_keeps_its_own():
+    """A traffic split serves both versions at once: each keeps its own record, and
+    alternating between them neither resets one nor samples every request."""
+    record = GateRecord(sample_every=4)
     record.add("t", 1, rows(0.2))
     record.add("t", 2, rows(0.8))
     assert record.averages("t", 2).gates["prefix"][0] == pytest.approx(0.8)
     assert record.averages("t", 2).inputs == 1
-    old = record.averages("t", 1)
-    assert (old.inputs, old.gates) == (0, {})
+    assert record.averages("t", 1).gates["prefix"][0] == pytest.approx(0.2)
+    due = [record.due("t", version) for _ in range(4) for version in (1, 2)]
+    assert due == [True, True] + [False] * 6
 
 
 def test_rows_without_gates_are_skipped():
@@ -66,8 +69,9 @@ def test_at_most_max_tasks_are_kept_least_recent_dropped():
 def test_forget_drops_a_task():
     record = GateRecord()
     record.add("t", 1, rows(0.5))
+    record.add("t", 2, rows(0.5))
     record.forget("t")
-    assert record.averages("t", 1).inputs == 0
+    assert record.averages("t", 1).inputs == record.averages("t", 2).inputs == 0
 
 
 @pytest.mark.parametrize("bounds", [{"window": 0}, {"sample_every": -1}, {"max_tasks": 0}])

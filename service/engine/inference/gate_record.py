@@ -4,8 +4,9 @@
 Gates are computed for requests that ask for them and for one request in `sample_every` of
 each task (the forward computes them anyway for gated rows; returning them is a small copy).
 The mean is over about the last `window` inputs: a plain mean of the first `window`, then each
-new input weighs 1/window. A new live version starts a fresh record (its first request is
-sampled); at most `max_tasks` tasks are kept, least recently updated dropped first.
+new input weighs 1/window. Each version has its own record (a traffic split serves several at
+once), so a new version starts fresh (its first request is sampled); at most `max_tasks` task
+versions are kept, least recently updated dropped first.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ class GateAverages:
 
 @dataclass
 class _Entry:
-    version: int | None = None
     inputs: int = 0
     requests: int = 0  # requests seen, for sampling
     mean: Gates = field(default_factory=dict)
@@ -43,7 +43,7 @@ class GateRecord:
         if window < 1 or sample_every < 0 or max_tasks < 1:
             raise ValueError(f"bad gate record bounds {window=}, {sample_every=}, {max_tasks=}")
         self.window, self.sample_every, self.max_tasks = window, sample_every, max_tasks
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -80,22 +80,25 @@ class GateRecord:
     def averages(self, task: str, version: int) -> GateAverages:
         """The mean gates recorded for `task` at `version` (none when it has no record)."""
         with self._lock:
-            entry = self._entries.get(task)
-            if entry is None or entry.version != version or entry.inputs == 0:
+            entry = self._entries.get((task, version))
+            if entry is None or entry.inputs == 0:
                 return GateAverages(task, version, 0, self.window, self.sample_every)
             gates = {name: [round(v, 6) for v in mean] for name, mean in entry.mean.items()}
             return GateAverages(task, version, entry.inputs, self.window, self.sample_every, gates)
 
     def forget(self, task: str) -> None:
+        """Drop every version's record of `task`."""
         with self._lock:
-            self._entries.pop(task, None)
+            for key in [k for k in self._entries if k[0] == task]:
+                del self._entries[key]
 
     def _entry(self, task: str, version: int) -> _Entry:
-        """The task's entry, fresh when it held another version."""
-        entry = self._entries.get(task)
-        if entry is None or entry.version != version:
-            entry = self._entries[task] = _Entry(version)
+        """The version's entry (a fresh one the first time)."""
+        key = (task, version)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
             while len(self._entries) > self.max_tasks:
                 self._entries.popitem(last=False)
-        self._entries.move_to_end(task)
+        self._entries.move_to_end(key)
         return entry
