@@ -59,6 +59,7 @@ PANEL_TOPICS = (  # (what the dashboard must show, a word its panel title contai
     ("resident bytes", "resident adapter bytes"),
     ("queue depth", "queue depth"),
     ("errors by status", "errors by status"),
+    ("canary against live, per version", "canary vs live"),
 )
 
 
