@@ -36,10 +36,6 @@ class UnknownTaskError(ServiceError):
     """No adapter is uploaded for the task."""
 
 
-class UnknownVersionError(ServiceError):
-    """A version that does not exist (or is no longer retained)."""
-
-
 class InvalidInputError(ServiceError):
     """A predict request the schema accepts but the service cannot serve."""
 
@@ -94,7 +90,6 @@ ERROR_TABLE: dict[type[Exception], ErrorStatus] = {
     UnknownTaskError: ErrorStatus(404, "unknown_task"),
     TaskNotFoundError: ErrorStatus(404, "unknown_task"),
     VersionNotFoundError: ErrorStatus(404, "unknown_version"),
-    UnknownVersionError: ErrorStatus(404, "unknown_version"),
     VersionConflictError: ErrorStatus(409, "version_conflict"),
     AdapterTooLargeError: ErrorStatus(413, "adapter_too_large"),
     RequestTooLargeError: ErrorStatus(413, "request_too_large"),
