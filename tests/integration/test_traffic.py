@@ -237,3 +237,17 @@ def test_per_version_signals_compare_the_canary_with_live(client, minilm):
     assert r.status_code == 422
     text = client.get("/metrics").text
     assert f'status="422",task="{task}"' in text  # the refused part counts for its version
+
+
+def test_a_split_survives_a_restart(minilm, tmp_path):
+    """The embedded Redis persists the routing: a new process on the same data serves the
+    split (both versions, by weight) without being told again."""
+    settings = Settings(data_dir=tmp_path, batch_window_ms=2)
+    with TestClient(create_app(settings, backbone=minilm)) as first:
+        upload(first, "kept", minilm, seed=1)
+        upload(first, "kept", minilm, seed=2, live=False)
+        written = traffic(first, "kept", {"1": 50, "2": 50})
+    with TestClient(create_app(settings, backbone=minilm)) as second:
+        assert second.get("/adapters/kept/traffic").json() == written
+        served = {predict(second, "/v1/kept/predict")["version"] for _ in range(24)}
+        assert served == {1, 2}
