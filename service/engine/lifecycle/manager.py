@@ -153,7 +153,11 @@ class AdapterManager:
         return self._upload(*self.check.convert_peft(peft), upload_key, live)
 
     def _upload(
-        self, manifest_bytes: bytes, weights: bytes, upload_key: str | None, live: bool = True
+        self,
+        manifest_bytes: bytes,
+        weights: bytes,
+        upload_key: str | None = None,
+        live: bool = True,
     ) -> UploadOutcome:
         artifact = self.check(manifest_bytes, weights)
         task = artifact.manifest.task
