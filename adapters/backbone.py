@@ -1,4 +1,5 @@
-"""Load a frozen BERT-layout encoder from a local Hugging Face checkpoint and identify it."""
+"""Load a frozen encoder of a supported family from a local Hugging Face checkpoint and
+identify it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from torch import nn
 from adapters.constants import PACKAGED_BACKBONE
 from adapters.dims import BackboneDims
 from adapters.errors import BackboneError
+from adapters.families import BY_MODEL_TYPE, family_for
+from adapters.families.base import Family
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
+SUPPORTED_MODEL_TYPES = tuple(BY_MODEL_TYPE)
+
 _CONFIG_KEYS = (
     "model_type",
     "hidden_size",
@@ -39,15 +43,16 @@ class Backbone:
 
     name: str
     path: Path
-    model: Any  # the transformers model (BertModel, RobertaModel, ...): dynamic attributes
+    model: Any  # the transformers model (BertModel, ModernBertModel, ...): dynamic attributes
     dims: BackboneDims
     max_positions: int
     layer_norm_eps: float
     fingerprint: str
+    family: Family  # its layout and layer loop (`adapters.families`)
 
     @property
     def layers(self) -> nn.ModuleList:
-        return self.model.encoder.layer
+        return self.family.layers(self.model)
 
     @property
     def config(self):
@@ -107,11 +112,7 @@ def load_backbone(name_or_path: str | None = None, device: str | torch.device = 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     name, path = resolve_backbone_path(name_or_path)
     config = AutoConfig.from_pretrained(path, local_files_only=True)
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise BackboneError(
-            f"model type {config.model_type!r} is not a supported BERT-layout encoder "
-            f"({', '.join(SUPPORTED_MODEL_TYPES)})"
-        )
+    family_for(config.model_type)  # refuses a type no family reads, naming those supported
     # float32 whatever the checkpoint stores (a float16 copy is upcast on load).
     model = AutoModel.from_pretrained(
         path, local_files_only=True, attn_implementation="sdpa", dtype=torch.float32
@@ -124,27 +125,22 @@ def backbone_from_model(
 ) -> Backbone:
     """Wrap an already built transformers encoder (used for tiny random test configs)."""
     config: Any = model.config
-    if getattr(config, "position_embedding_type", "absolute") not in ("absolute", None):
-        raise BackboneError(
-            f"position_embedding_type {config.position_embedding_type!r} is not supported"
-        )
+    family = family_for(config.model_type)
+    wrong = family.check(config)
+    if wrong is not None:
+        raise BackboneError(f"{family.name} backbone {name!r}: {wrong}")
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    dims = BackboneDims(
-        hidden=config.hidden_size,
-        layers=config.num_hidden_layers,
-        heads=config.num_attention_heads,
-        intermediate=config.intermediate_size,
-    )
     return Backbone(
         name=name,
         path=path or Path("."),
         model=model,
-        dims=dims,
+        dims=family.dims(config),
         max_positions=config.max_position_embeddings,
-        layer_norm_eps=config.layer_norm_eps,
+        layer_norm_eps=family.layer_norm_eps(config),
         fingerprint=fingerprint(model),
+        family=family,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,6 +34,7 @@ class BatchRows:
     gate_weights: Tensor | None  # (B, 1, T) 1/count on real tokens, when gated
     key_mask: Tensor | None  # (B, 1, 1, P + T) bool, when some key is masked
     table: Tensor | None  # (B, TABLE_WIDTH) each row's device-table row, when read
+    family: Any = None  # what the family's layers read per forward (`Stack.prepare`)
 
     @classmethod
     def gather(
