@@ -48,6 +48,7 @@ def backbone_identity(backbone: Backbone) -> BackboneIdentity:
     return BackboneIdentity(
         name=backbone.name,
         fingerprint=backbone.fingerprint,
+        family=backbone.family.name,
         hidden=d.hidden,
         layers=d.layers,
         heads=d.heads,
@@ -173,6 +174,13 @@ def check_backbone(manifest: Manifest, backbone: Backbone) -> None:
     got = (ident.hidden, ident.layers, ident.heads, ident.intermediate)
     if got != (d.hidden, d.layers, d.heads, d.intermediate):
         raise BackboneMismatchError(f"manifest backbone sizes {got} differ from the backbone's")
+    if ident.family != backbone.family.name:
+        raise BackboneMismatchError(
+            f"manifest backbone family {ident.family!r} differs from {backbone.family.name!r}"
+        )
+    refused = backbone.family.refusal(manifest.method_config)
+    if refused is not None:
+        raise ConfigError(refused)
 
 
 def check_tensors(

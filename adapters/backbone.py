@@ -145,9 +145,12 @@ def backbone_from_model(
 
 
 def fingerprint(model: nn.Module) -> str:
-    """sha256 over the architecture-defining config keys and every weight, in name order."""
+    """sha256 over the architecture-defining config keys (the shared ones and the family's
+    own) and every weight, in name order."""
     digest = hashlib.sha256()
-    cfg = {k: getattr(model.config, k, None) for k in _CONFIG_KEYS}
+    config: Any = model.config
+    family = family_for(config.model_type)
+    cfg = {k: getattr(config, k, None) for k in (*_CONFIG_KEYS, *family.fingerprint_keys)}
     digest.update(json.dumps(cfg, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().to("cpu").contiguous()

@@ -29,6 +29,7 @@ class BackboneIdentity(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    family: str = Field(default="bert", pattern=r"^[a-z0-9-]{1,40}$")  # `adapters.families`
     hidden: int = Field(ge=1)
     layers: int = Field(ge=1)
     heads: int = Field(ge=1)

@@ -23,6 +23,10 @@ from adapters.methods import BY_NAME, PEFT_FORMATS
 
 def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
     """(adapter_config.json bytes, adapter_model.safetensors bytes) of the task."""
+    if backbone.family.peft_refusal is not None:
+        raise ArtifactError(
+            f"not on the {backbone.family.name} family: {backbone.family.peft_refusal}"
+        )
     cfg = artifact.config
     fmt = next((f for f in PEFT_FORMATS.values() if f.exports(cfg)), None)
     if fmt is None:

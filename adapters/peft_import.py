@@ -61,6 +61,10 @@ def import_peft(
 
     Config, tensor names, dtypes and shapes, labels and metadata are all checked (against
     `options.limits` too) before any tensor is loaded or allocated."""
+    if backbone.family.peft_refusal is not None:
+        raise ArtifactError(
+            f"not on the {backbone.family.name} family: {backbone.family.peft_refusal}"
+        )
     config = parse_config(config_bytes)
     fmt, settings = check_config(config)
     header = read_header(weights_bytes)

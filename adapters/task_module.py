@@ -9,6 +9,7 @@ from adapters import constants as C
 from adapters.backbone import Backbone
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
+from adapters.errors import ConfigError
 from adapters.methods import METHODS
 from adapters.schema import expected_shapes
 
@@ -21,6 +22,9 @@ class TaskAdapter(nn.Module):
         super().__init__()
         if not 1 <= num_labels <= C.MAX_LABELS:
             raise ValueError(f"num_labels must be in [1, {C.MAX_LABELS}], got {num_labels}")
+        refused = backbone.family.refusal(cfg)
+        if refused is not None:
+            raise ConfigError(refused)
         self.cfg, self.num_labels, self.dims = cfg, num_labels, backbone.dims
         init: dict[str, Tensor] = {}
         encoders: dict[str, nn.Module] = {}

@@ -58,13 +58,29 @@ class Family:
 
     name = ""
     model_types: tuple[str, ...] = ()
+    points: tuple[str, ...] | None = None  # the attach points its loop reaches (None: all)
+    unreached = ""  # why it lacks the others
+    fingerprint_keys: tuple[str, ...] = ()  # config keys its identity adds to the shared ones
+    peft_refusal: str | None = None  # why PEFT files cannot be converted exactly, or None
 
     def check(self, config: Any) -> str | None:
         """What in a config of one of its model types this family cannot run, or None."""
         return None
 
     def refusal(self, cfg: MethodConfig) -> str | None:
-        """Why a method config cannot run exactly on this family, or None."""
+        """Why a method config cannot run exactly on this family, or None: a method it turns
+        on attaches at a point this family's layers do not have."""
+        from adapters.methods import METHODS
+
+        if self.points is None:
+            return None
+        for method in METHODS:
+            missing = sorted(set(method.term_fns) - set(self.points))
+            if method.on(cfg) and missing:
+                return (
+                    f"{method.name} is not supported on the {self.name} family: it attaches at "
+                    f"{missing}, which these layers do not have ({self.unreached})"
+                )
         return None
 
     def layers(self, model: Any) -> nn.ModuleList:
