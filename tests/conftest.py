@@ -34,6 +34,34 @@ def tiny_backbone(model_type: str = "bert", seed: int = 0, layers: int = 2) -> B
     return backbone_from_model(model, name=f"tiny-{model_type}-{seed}")
 
 
+WINDOW = 8  # tiny ModernBERT's local_attention: a local query sees 4 tokens either side
+
+
+def tiny_modernbert(seed: int = 0, global_only: bool = False) -> Backbone:
+    from transformers import ModernBertConfig, ModernBertModel
+
+    torch.manual_seed(seed)
+    kinds = ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]
+    config = ModernBertConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=64,
+        local_attention=WINDOW,
+        layer_types=["full_attention"] * 4 if global_only else kinds,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+    )
+    model = ModernBertModel(config)
+    model.config._attn_implementation = "sdpa"
+    return backbone_from_model(model, name=f"tiny-modernbert-{seed}")
+
+
 @pytest.fixture(scope="session")
 def tiny_bert() -> Backbone:
     return tiny_backbone("bert")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adapters.backbone import Backbone, backbone_from_model
+from adapters.backbone import Backbone
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
 from adapters.errors import ConfigError
@@ -33,6 +33,7 @@ from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
 from adapters.task_module import TaskAdapter
 from harness.tasks import random_task
+from tests.conftest import tiny_modernbert
 
 P = MethodConfig.preset
 TASKS = [
@@ -45,33 +46,7 @@ TASKS = [
 ]
 ACT = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "swish": F.silu}
 ATOL = 1e-5
-WINDOW = 8  # local_attention: a local query sees 4 tokens either side
 LONGEST = 20
-
-
-def tiny_modernbert(seed: int = 0, global_only: bool = False) -> Backbone:
-    from transformers import ModernBertConfig, ModernBertModel
-
-    torch.manual_seed(seed)
-    kinds = ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]
-    config = ModernBertConfig(
-        vocab_size=120,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=64,
-        local_attention=WINDOW,
-        layer_types=["full_attention"] * 4 if global_only else kinds,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        cls_token_id=1,
-        sep_token_id=2,
-    )
-    model = ModernBertModel(config)
-    model.config._attn_implementation = "sdpa"
-    return backbone_from_model(model, name=f"tiny-modernbert-{seed}")
 
 
 @pytest.fixture(scope="module")
