@@ -254,3 +254,14 @@ def test_mixed_forward_compiles_to_one_graph(tiny_mb):
 def test_bitfit_is_refused_with_the_reason(tiny_mb):
     with pytest.raises(ConfigError, match="bitfit is not supported on the modernbert family"):
         TaskAdapter(P("bitfit"), tiny_mb, 2)
+
+
+def test_a_bitfit_artifact_is_refused_at_upload(tiny_mb):
+    from adapters.artifact import check_backbone
+    from harness.tasks import make_manifest
+
+    manifest = make_manifest("t", P("bitfit"), tiny_mb, ["a", "b"])
+    assert manifest.backbone.family == "modernbert"
+    with pytest.raises(ConfigError, match="no post-residual LayerNorm"):
+        check_backbone(manifest, tiny_mb)
+    check_backbone(make_manifest("t", P("apl"), tiny_mb, ["a", "b"]), tiny_mb)
