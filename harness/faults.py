@@ -16,7 +16,6 @@ import httpx
 
 from harness.reliability import (
     AUTH,
-    RELIABILITY_SETTINGS,
     KillOnCommand,
     orphan_blob_keys,
     redis_store,
@@ -249,9 +248,9 @@ def half_version_problems(figures: dict, slot, redis_server, task: str) -> list[
 
 
 # ---- SIGTERM drain -----------------------------------------------------------------------
-def queue_depth(url: str) -> float:
+def gauge(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics").text
-    match = re.search(r"^unipelt_queue_depth (\S+)$", text, re.MULTILINE)
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 
@@ -274,12 +273,14 @@ def drain_on_sigterm(service, backbone, task: str, clients: int = 11, rows: int 
     threads = [threading.Thread(target=predict) for _ in range(clients)]
     for thread in threads:
         thread.start()
-    # SIGTERM once every request is in (all rows queued but the batch running its forward and
-    # the one prepared behind it): a request still connecting when the listener closes was
-    # never accepted, so it is not drained.
-    arrived = clients * rows - 2 * int(str(RELIABILITY_SETTINGS["max_batch_size"]))
-    deadline = time.monotonic() + 10
-    while queue_depth(service.url) < arrived and time.monotonic() < deadline:
+    # SIGTERM once the server has received every request (and none has been answered yet, or
+    # some have): a request still connecting when the listener closes was never accepted, so
+    # it is not drained. Received = counted in flight by the app, or answered already.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        received = gauge(service.url, "unipelt_predict_requests_in_flight") + len(results)
+        if received >= clients:
+            break
         time.sleep(0.01)
     service.process.send_signal(signal.SIGTERM)
     pending_at_signal = clients - len(results)

@@ -118,6 +118,11 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge("unipelt_queue_depth", "Sequences waiting", registry=r)
+        self.predicts_in_flight = Gauge(
+            "unipelt_predict_requests_in_flight",
+            "v1 predict requests received and not yet answered",
+            registry=r,
+        )
         self.resident_adapters = Gauge(
             "unipelt_resident_adapters", "Adapters resident in the slot pool", registry=r
         )

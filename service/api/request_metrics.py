@@ -24,6 +24,7 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = {"code": 500}
+        self.metrics.predicts_in_flight.inc()
 
         async def send_with_status(message) -> None:
             if message["type"] == "http.response.start":
@@ -33,6 +34,7 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            self.metrics.predicts_in_flight.dec()
             # Only a task shown to exist takes a label: a 200 proves it. Unknown or invalid
             # names never use up the label budget (no cardinality from typos or probes).
             code, labels, name = status["code"], self.metrics.task_label, match.group(1)
