@@ -24,12 +24,12 @@ def add_remote_options(p: argparse.ArgumentParser, required: bool = True) -> Non
 
 def add_client_commands(sub) -> None:
     p = sub.add_parser("push", help="check an artifact locally, upload it, print its version")
-    p.add_argument("artifact", type=Path, help="artifact directory, or a PEFT LoRA directory")
+    p.add_argument("artifact", type=Path, help="artifact directory, or a PEFT adapter directory")
     p.add_argument(
         "--staged", action="store_true", help="store it without making it live (pin it to test)"
     )
     add_remote_options(p)
-    peft = p.add_argument_group("PEFT LoRA directory (adapter_config.json): the server converts it")
+    peft = p.add_argument_group("PEFT directory (adapter_config.json): the server converts it")
     peft.add_argument("--task", help="task name (required for a PEFT directory)")
     peft.add_argument("--labels", help="class names in head order, comma-separated")
     peft.add_argument("--text-pair", action="store_true", help="inputs are text pairs")

@@ -1,4 +1,4 @@
-"""`unipelt import-peft` and `unipelt export-peft`: PEFT LoRA directories <-> our artifacts."""
+"""`unipelt import-peft` and `unipelt export-peft`: PEFT adapter directories <-> our artifacts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from cli.library import Handler, names
 
 
 def add_peft_commands(sub) -> None:
-    p = sub.add_parser("import-peft", help="convert a PEFT LoRA (SEQ_CLS) directory to an artifact")
+    p = sub.add_parser("import-peft", help="convert a PEFT (SEQ_CLS) directory to an artifact")
     p.add_argument("peft_dir", type=Path, help="directory written by PEFT's save_pretrained")
     p.add_argument("--output", type=Path, required=True, help="artifact directory to write")
     p.add_argument("--task", default="imported", help="task name in the artifact")
@@ -18,7 +18,7 @@ def add_peft_commands(sub) -> None:
     p.add_argument("--text-pair", action="store_true", default=None, help="inputs are text pairs")
     p.add_argument("--max-length", type=int, default=None, help="tokens per input (128)")
     p.add_argument("--backbone", default=None, help="local model dir or name (default: MiniLM)")
-    e = sub.add_parser("export-peft", help="write a LoRA-only artifact as a PEFT directory")
+    e = sub.add_parser("export-peft", help="write a one-method artifact as a PEFT directory")
     e.add_argument("artifact", type=Path)
     e.add_argument("--output", type=Path, required=True, help="PEFT directory to write")
     e.add_argument("--backbone", default=None, help="default: the one the manifest names")
@@ -41,7 +41,9 @@ def import_peft_command(args: argparse.Namespace) -> int:
     path = save_artifact(args.output, manifest, weights)
     load_artifact(path, backbone)  # read back exactly as the server will
     labels = ", ".join(manifest.label_names) or "regression"
-    print(f"wrote {path}: task {manifest.task}, LoRA r={manifest.method['lora_r']}, {labels}")
+    method = manifest.method_config
+    sizes = f" r={method.lora_r}" if method.lora else ""
+    print(f"wrote {path}: task {manifest.task}, method {method.name}{sizes}, {labels}")
     return 0
 
 

@@ -21,7 +21,7 @@ def test_minilm_adapter_converts_and_round_trips(tmp_path, minilm, capsys):
     model = make_peft_adapter(base, peft_dir, num_labels=3, r=8, lora_alpha=16, lora_std=0.05)
     args = ["import-peft", str(tmp_path / "peft"), "--output", str(tmp_path / "art")]
     assert main([*args, "--task", "nli", "--labels", "yes,maybe,no", "--text-pair"]) == 0
-    assert "task nli, LoRA r=8, yes, maybe, no" in capsys.readouterr().out
+    assert "task nli, method L r=8, yes, maybe, no" in capsys.readouterr().out
     batch = encode(load_tokenizer(minilm.path), TEXTS, PAIRS)
     inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
     predictor = Predictor.load(tmp_path / "art", minilm)

@@ -1,4 +1,4 @@
-"""A PEFT LoRA upload (adapter_config + adapter_weights + labels) as our artifact's bytes.
+"""A PEFT upload (adapter_config + adapter_weights + labels) as our artifact's bytes.
 
 The converted artifact then goes through the same validation and publish as any upload. The
 server never loads a base model named by an upload: the adapter must carry our export's
