@@ -143,10 +143,15 @@ class Placement:
     excluded: frozenset[str]  # exclude_modules: module names, or suffixes after a "."
     modules_to_save: tuple[str, ...]
 
+    def targets_module(self, module: str) -> bool:
+        """Whether target_modules names `module` as PEFT matches names: equal, or a suffix
+        after a "."."""
+        return any(_names(module, t) for t in self.targets)
+
     def applies_to(self, module: str, layer: int) -> str | None:
-        """None when PEFT puts the method on `module` (its full name), else the setting that
-        leaves it out. Names match as PEFT matches them: equal, or a suffix after a "."."""
-        if not any(_names(module, t) for t in self.targets):
+        """None when PEFT puts the method on `module` (its full name) in `layer`, else the
+        setting that leaves it out."""
+        if not self.targets_module(module):
             return f"target_modules={sorted(self.targets)}"
         if self.layers is not None and layer not in self.layers:
             return f"layers_to_transform={sorted(self.layers)}"

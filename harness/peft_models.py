@@ -1,4 +1,5 @@
-"""Real PEFT LoRA sequence-classification adapters with non-trivial weights, saved by PEFT."""
+"""Real PEFT sequence-classification adapters (LoRA, (IA)^3) with non-trivial weights, saved
+by PEFT."""
 
 from __future__ import annotations
 
@@ -45,6 +46,30 @@ def make_peft_adapter(
         for name, p in model.named_parameters():
             if p.requires_grad:  # LoRA A/B (large enough to matter) and the head copy
                 p.copy_(torch.randn_like(p) * (lora_std if "lora_" in name else 0.2))
+    model.save_pretrained(str(out_dir))
+    return model.eval()
+
+
+def make_peft_ia3_adapter(
+    base_path: Path | str,
+    out_dir: Path,
+    num_labels: int = 3,
+    seed: int = 0,
+    ia3_std: float = 1.0,
+    **ia3: object,
+):
+    """Save an (IA)^3 adapter (PEFT's default modules unless given) whose vectors are
+    1 + N(0, ia3_std) and whose head is random; return the PeftModel."""
+    from peft import IA3Config, TaskType, get_peft_model
+
+    config = IA3Config(task_type=TaskType.SEQ_CLS, **ia3)  # type: ignore[arg-type]
+    model = get_peft_model(base_classifier(base_path, num_labels, seed), config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ia3_l" in name:
+                p.copy_(1 + torch.randn_like(p) * ia3_std)
+            elif p.requires_grad:  # the head copy
+                p.copy_(torch.randn_like(p) * 0.2)
     model.save_pretrained(str(out_dir))
     return model.eval()
 
