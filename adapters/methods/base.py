@@ -43,7 +43,6 @@ FFN_OUT = "ffn_out"  # tokens: after its second dense layer
 LN_FFN = "ln_ffn"  # tokens: after its LayerNorm
 FFN_BLOCK = "ffn_block"  # rows: the block's output, once the adapter-input site is projected
 HEAD = "head"  # rows: last hidden states (B, T, d) -> logits (B, n)
-TOKEN_POINTS = (QKV, CONTEXT, ATTN_OUT, LN_ATTN, FFN_IN, FFN_ACT, FFN_OUT, LN_FFN)
 
 
 @dataclass(frozen=True)
@@ -51,16 +50,15 @@ class Site:
     """A projection site: one baddbmm on an input gives the logits of the gates that read it
     and the down-projection of the method whose part follows them (`SitePart`)."""
 
-    name: str
-    point: str  # where its terms run
+    name: str  # its projection runs just before the attach point of its terms (model.py)
     weight: str  # bank tensor (c, d), stored transposed: [gate rows | part rows]
     bias: str  # (1, c)
     off: str  # gate-mixing tables: each scale is `off + means @ on` (`methods.gates`)
     on: str
 
 
-LAYER_INPUT = Site("layer_input", QKV_ROWS, "in_w", "in_b", "in_off", "in_on")
-ADAPTER_INPUT = Site("adapter_input", FFN_BLOCK, "ad_w", "ad_b", "ad_off", "ad_on")
+LAYER_INPUT = Site("layer_input", "in_w", "in_b", "in_off", "in_on")  # before qkv_rows
+ADAPTER_INPUT = Site("adapter_input", "ad_w", "ad_b", "ad_off", "ad_on")  # before ffn_block
 SITES = (LAYER_INPUT, ADAPTER_INPUT)
 
 
