@@ -85,6 +85,8 @@ def test_integer_tensors_are_refused(bert, query_only):
 
 # ---- G2: every bad field is an ArtifactError with the reason -------------------------------
 BAD_CONFIGS = [
+    ({"peft_type": {"LORA": 1}}, "peft_type"),
+    ({"peft_type": ["LORA"]}, "peft_type"),
     ({"target_modules": [["query"]]}, "target_modules"),
     ({"target_modules": [{}]}, "target_modules"),
     ({"target_modules": [1, "x"]}, "target_modules"),
