@@ -8,7 +8,7 @@ follow it, and terms at the same attach point run in it.
 
 from __future__ import annotations
 
-from adapters.methods import bitfit, bottleneck, heads, lora, prefix
+from adapters.methods import bitfit, bottleneck, heads, ia3, lora, prefix
 from adapters.methods.base import Method
 from adapters.methods.gates import Gates
 
@@ -18,6 +18,7 @@ PELT: tuple[Method, ...] = (
     bottleneck.Adapter(),
     prefix.Prefix(),
     lora.LoRA(),
+    ia3.IA3(),
 )
 GATES = Gates(PELT)
 METHODS: tuple[Method, ...] = (*PELT, GATES)

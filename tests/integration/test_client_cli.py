@@ -17,7 +17,7 @@ from adapters.peft_import import read_peft_dir
 from adapters.tokenization import encode, load_tokenizer
 from adapters.training.inference import Predictor
 from cli.main import main
-from harness.peft_models import make_peft_adapter, peft_logits
+from harness.peft_models import make_peft_adapter, make_peft_ia3_adapter, peft_logits
 from harness.service_process import free_port, start_service
 from harness.tasks import make_manifest, random_task
 from tests.helpers import REVIEW_COLUMNS, review_csv_files
@@ -139,14 +139,18 @@ def test_push_checks_the_artifact_before_uploading(service, cli, tmp_path, minil
 
 @pytest.mark.parametrize(
     ("num_labels", "via"),
-    [(3, "import-peft"), (1, "import-peft"), (3, "peft-parts")],
-    ids=["classification", "regression", "peft-multipart"],
+    [(3, "import-peft"), (1, "import-peft"), (3, "peft-parts"), (3, "ia3-parts")],
+    ids=["classification", "regression", "peft-multipart", "ia3-multipart"],
 )
 def test_served_peft_adapter_equals_peft_forward(service, cli, tmp_path, minilm, num_labels, via):
     """import-peft + push of our artifact, or push of the PEFT directory itself (the server
-    converts the multipart parts): either way the served logits are PeftModel's."""
+    converts the multipart parts): either way the served logits are PeftModel's (LoRA, and
+    (IA)^3 with PEFT's default modules)."""
     peft_dir, task = tmp_path / "peft", f"peft-{num_labels}-{via}"
-    model = make_peft_adapter(packaged_backbone_path(), peft_dir, num_labels, lora_std=0.05)
+    if via == "ia3-parts":
+        model = make_peft_ia3_adapter(packaged_backbone_path(), peft_dir, num_labels, ia3_std=0.2)
+    else:
+        model = make_peft_adapter(packaged_backbone_path(), peft_dir, num_labels, lora_std=0.05)
     labels = ["a", "b", "c"] if num_labels == 3 else None
     label_args = ["--labels", ",".join(labels)] if labels else []
     url = ("--url", service.url)

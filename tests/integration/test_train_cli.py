@@ -54,6 +54,24 @@ def test_train_predict_eval_on_a_generic_csv(review_files, tmp_path, capsys, mon
     assert scored["accuracy"] == pytest.approx(metrics["test_accuracy"])
 
 
+def test_train_ia3_on_a_generic_csv(review_files, tmp_path, capsys, minilm):
+    """`--method ia3`: its vectors train (they start at one) and the artifact serves."""
+    train, test = review_files
+    out = tmp_path / "ia3"
+    code = main(
+        f"train --train-file {train} --test-file {test} {REVIEW_COLUMNS} --method ia3 "
+        f"--epochs 2 --batch-size 8 --output {out} --threads 1 --no-progress".split()
+    )
+    assert code == 0
+    assert "method IA3, lr " in capsys.readouterr().err
+    artifact = load_artifact(out, minilm)
+    assert artifact.config.name == "IA3"
+    for name in ("ia3_k", "ia3_v", "ia3_attn_out", "ia3_ff"):
+        assert (artifact.weights[name] - 1).abs().max() > 1e-3, name
+    assert main(["predict", str(out), "a wonderful film"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] in ("neg", "pos")
+
+
 def test_full_finetuning_refuses_to_save_an_artifact(review_files, tmp_path, capsys):
     code = main(f"train --train-file {review_files[0]} --method ft --output {tmp_path}/x".split())
     assert code == 2 and "not an adapter" in capsys.readouterr().err

@@ -19,6 +19,7 @@ TASKS = [
     (P("apl-nogate", adapter_non_linearity="gelu", lora_r=3), 3),
     (P("bitfit"), 2),
     (P("p", prefix_length=4), 2),
+    (P("ia3"), 3),
 ]
 
 
@@ -31,7 +32,7 @@ def test_mixed_forward_compiles_to_one_graph_with_the_same_logits(tiny_bert):
     ids = torch.randint(3, 120, (8, 16), generator=g)
     mask = torch.ones_like(ids)
     mask[::3, 10:] = 0
-    slots = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    slots = torch.tensor([0, 1, 2, 3, 4, 2, 1, 4])
     plan = plan_batch(bank, slots.tolist(), padded=True, buckets=Buckets.static())
     compiled = torch.compile(model.mixed, fullgraph=True, backend="eager")
     counters = torch._dynamo.utils.counters
@@ -40,7 +41,7 @@ def test_mixed_forward_compiles_to_one_graph_with_the_same_logits(tiny_bert):
         eager = model.mixed(ids, mask, bank, slots, plan, return_gates=True)
         got = compiled(ids, mask, bank, slots, plan, return_gates=True)
         # Same shape bucket, other rows and slots: the traced graph is reused as is.
-        slots2 = torch.tensor([3, 3, 0, 0, 1, 1, 2, 2])
+        slots2 = torch.tensor([3, 4, 0, 4, 1, 1, 2, 2])
         plan2 = plan_batch(bank, slots2.tolist(), padded=True, buckets=Buckets.static())
         assert plan2.key == plan.key
         eager2 = model.mixed(ids.flip(0), mask.flip(0), bank, slots2, plan2, return_gates=True)
@@ -60,7 +61,7 @@ def test_packed_forward_compiles_to_one_graph(tiny_bert):
     ids = torch.randint(3, 120, (8, 16), generator=torch.Generator().manual_seed(1))
     lengths = [16, 9, 3, 16, 12, 7, 16, 1]
     mask = (torch.arange(16) < torch.tensor(lengths)[:, None]).long()
-    slots = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    slots = torch.tensor([0, 1, 2, 3, 4, 2, 1, 4])
     plan = plan_batch(bank, slots.tolist(), padded=True, lengths=lengths)
     packing = packing_for(plan, 16, bank.dtype)
     assert packing.packed

@@ -37,6 +37,7 @@ def test_invalid_values_are_named(fields, message):
         ("bitfit", "BitFit"),
         ("head", "Head"),
         ("ft", "FT"),
+        ("ia3", "IA3"),
     ],
 )
 def test_preset_names(preset, name):
@@ -47,7 +48,7 @@ def test_unknown_fields_and_presets_are_refused():
     with pytest.raises(ConfigError, match="unknown method config fields"):
         MethodConfig.from_dict({"lora": True, "dora": True})
     with pytest.raises(ConfigError, match="unknown method"):
-        MethodConfig.preset("ia3")
+        MethodConfig.preset("dora")
 
 
 def test_round_trip_dict():
@@ -69,6 +70,8 @@ def test_bert_base_counts_match_the_paper():
     apl = kept_parameter_count(MethodConfig.preset("apl"), BERT_BASE, 2) - head
     assert parts == {"prefix": 184_320, "adapter": 894_528, "lora": 294_912}
     assert apl - sum(parts.values()) == 36_912  # gates: 12 layers x 4 x (768 + 1)
+    ia3 = kept_parameter_count(MethodConfig.preset("ia3"), BERT_BASE, 2) - head
+    assert ia3 == 12 * (768 + 768 + 768 + 3072)  # l_k, l_v, l_o, l_ff per layer
     mlp = prefix_mlp_parameter_count(MethodConfig.preset("p"), BERT_BASE)
     assert 9.8e6 < mlp < 10.0e6
 

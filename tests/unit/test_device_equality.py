@@ -29,6 +29,7 @@ TASKS = [
     (P("l", lora_r=3), 5),
     (P("apl-nogate", adapter_non_linearity="gelu"), 2),
     (P("bitfit"), 4),
+    (P("ia3"), 3),
     (P("head"), 2),
 ]
 

@@ -33,6 +33,7 @@ TASKS = [
     (P("l", lora_r=3), 5),
     (P("apl-nogate", adapter_non_linearity="gelu"), 2),
     (P("bitfit"), 4),
+    (P("ia3"), 3),
 ]
 LOW = pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 

@@ -50,11 +50,12 @@ def test_packaged_minilm_matches_transformers(minilm):
     assert diff < 1e-4
 
 
-def test_fresh_lora_and_adapter_change_nothing(tiny_bert):
-    """LoRA's B and the adapter's up-projection start at zero: identity at initialisation."""
+def test_fresh_lora_adapter_and_ia3_change_nothing(tiny_bert):
+    """LoRA's B and the adapter's up-projection start at zero, (IA)^3's vectors at one:
+    identity at initialisation."""
     ids = torch.randint(3, 120, (2, 7))
     mask = torch.ones_like(ids)
-    task = TaskAdapter(MethodConfig.preset("al"), tiny_bert, 2).bank()
+    task = TaskAdapter(MethodConfig.preset("al", ia3=True), tiny_bert, 2).bank()
     assert _compare(tiny_bert, ids, mask, None, task, torch.zeros(2, dtype=torch.long)) < 1e-5
 
 

@@ -13,6 +13,8 @@ identity; gates as on BERT, read from the attention-normed input n, the adapter'
   f = h + (gelu(m Wi_in) * (m Wi_gate)) Wo,  m = LN_mlp(h)
   adapter: f + G_A (act(f W_down + b_down) W_up + b_up);  after the last layer: final norm
   head: tanh(x_0 W_dense + b_dense) W_out + b_out
+  (IA)^3: k, v <- l_k k, l_v v before rotary; the context <- l_o context before Wo; the
+  product gelu(..) * (..) <- l_ff times it before Wo
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ TASKS = [
     (P("l", lora_r=3, lora_alpha=6.0), 2),
     (P("apl", bottleneck=6, prefix_length=7, lora_r=4, adapter_non_linearity="tanh"), 1),
     (P("head"), 3),
+    (P("ia3"), 2),
 ]
 ACT = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "swish": F.silu}
 ATOL = 1e-5
@@ -158,6 +161,8 @@ def reference_row(backbone, cfg: MethodConfig, w: dict[str, Tensor], ids: Tensor
         if cfg.lora:
             q = q + g_q * (n @ w["lora_q_A"][l]) @ w["lora_q_B"][l]
             v = v + g_v * (n @ w["lora_v_A"][l]) @ w["lora_v_B"][l]
+        if cfg.ia3:  # keys and values scaled before rotary
+            k, v = k * w["ia3_k"][l], v * w["ia3_v"][l]
         kind = config.layer_types[l]
         theta = config.rope_parameters[kind]["rope_theta"]
         q, k = _rotary(q, theta, H), _rotary(k, theta, H)
@@ -173,9 +178,14 @@ def reference_row(backbone, cfg: MethodConfig, w: dict[str, Tensor], ids: Tensor
         qh, kh, vh = (t.view(t.shape[0], H, dh).transpose(0, 1) for t in (q, k, v))
         scores = (qh @ kh.transpose(1, 2) / math.sqrt(dh)).masked_fill(~visible, -math.inf)
         context = (torch.softmax(scores, -1) @ vh).transpose(0, 1).reshape(T, d)
+        if cfg.ia3:
+            context = context * w["ia3_attn_out"][l]
         h = x + context @ layer.attn.Wo.weight.T
         gelu_in, gate = (_norm(h, layer.mlp_norm) @ layer.mlp.Wi.weight.T).chunk(2, -1)
-        f = h + (F.gelu(gelu_in) * gate) @ layer.mlp.Wo.weight.T
+        inner = F.gelu(gelu_in) * gate
+        if cfg.ia3:
+            inner = inner * w["ia3_ff"][l]
+        f = h + inner @ layer.mlp.Wo.weight.T
         g_a = torch.tensor(1.0)
         if cfg.adapter:
             if gated:

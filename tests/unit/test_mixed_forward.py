@@ -22,6 +22,8 @@ TASKS = [  # (config, labels)
     (P("head"), 2),
     (P("ap", gates=True, bottleneck=16), 2),
     (P("l", lora_r=8, lora_alpha=4.0), 3),
+    (P("ia3"), 3),
+    (P("ap", ia3=True, bitfit=True, prefix_length=5), 2),
 ]
 
 

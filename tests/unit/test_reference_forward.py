@@ -14,6 +14,8 @@ the same rows as one mixed, padded batch. Equations (per layer l, row tokens x: 
   adapter    f + G_A (act_A(f W_down + b_down) W_up + b_up)
   head       tanh(x_0 W_dense + b_dense) W_out + b_out on the first token
   BitFit     deltas added to the q, k, v, attention-output, FFN biases and LayerNorm outputs
+  (IA)^3     k <- l_k k, v <- l_v v (before the prefix), context <- l_o context before the
+             attention's dense layer, act(h W_i) <- l_ff act(h W_i) before the FFN's second
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ TASKS = [  # (config, labels); 1 label: a regression head
     (P("apl", bottleneck=6, prefix_length=7, lora_r=4, adapter_non_linearity="tanh"), 1),
     (P("bitfit"), 2),
     (P("head"), 3),
+    (P("ia3"), 2),
+    (P("apl", ia3=True, bitfit=True, lora_r=2, prefix_length=3), 3),  # every method at once
 ]
 ACT = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "swish": F.silu}
 ATOL = 1e-5  # float32
@@ -86,6 +90,8 @@ def reference_row(backbone, cfg: MethodConfig, w: dict[str, Tensor], ids, types)
         if cfg.lora:
             q = q + g_q * (x @ w["lora_q_A"][l]) @ w["lora_q_B"][l]
             v = v + g_v * (x @ w["lora_v_A"][l]) @ w["lora_v_B"][l]
+        if cfg.ia3:
+            k, v = k * w["ia3_k"][l], v * w["ia3_v"][l]
         if cfg.prefix:
             k = torch.cat([g_p * w["prefix_k"][l], k])
             v = torch.cat([g_p * w["prefix_v"][l], v])
@@ -93,10 +99,14 @@ def reference_row(backbone, cfg: MethodConfig, w: dict[str, Tensor], ids, types)
         qh, kh, vh = (t.view(t.shape[0], heads, dh).transpose(0, 1) for t in (q, k, v))
         attn = torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(dh), dim=-1)
         context = (attn @ vh).transpose(0, 1).reshape(T, -1)
+        if cfg.ia3:
+            context = context * w["ia3_attn_out"][l]
         out = layer.attention.output
         h = _norm(_linear(context, out.dense) + bias("attn_out") + x, out.LayerNorm)
         h = h + bias("ln_attn")
         f = hidden_act(_linear(h, layer.intermediate.dense) + bias("ffn_in"))
+        if cfg.ia3:
+            f = f * w["ia3_ff"][l]
         f = _norm(_linear(f, layer.output.dense) + bias("ffn_out") + h, layer.output.LayerNorm)
         f = f + bias("ln_ffn")
         g_a = torch.tensor(1.0)
@@ -166,3 +176,23 @@ def test_the_reference_is_sensitive_to_each_submodule(tiny_bert):
         zeroed = {**weights, name: torch.zeros_like(weights[name])}
         other, _ = reference_row(tiny_bert, cfg, zeroed, ids[0], types[0])
         assert (other - base).abs().max() > 10 * ATOL, name
+    # (IA)^3's keys barely move a random tiny encoder's near-uniform attention: MiniLM below
+    _check_ia3_vectors_matter(tiny_bert, ("ia3_v", "ia3_attn_out", "ia3_ff"))
+
+
+@pytest.mark.slow
+def test_the_reference_is_sensitive_to_each_ia3_vector_on_minilm(minilm):
+    _check_ia3_vectors_matter(minilm, ("ia3_k", "ia3_v", "ia3_attn_out", "ia3_ff"))
+
+
+def _check_ia3_vectors_matter(backbone, names: tuple[str, ...]) -> None:
+    """Setting one (IA)^3 vector back to ones (the identity) moves the logits far past the
+    tolerance, for the (IA)^3 task and the task with every method."""
+    ids, _, types, _ = _padded_batch(3, 1, 12)
+    for cfg, labels in (TASKS[-2], TASKS[-1]):
+        weights = random_task(cfg, backbone, labels, seed=3)
+        base, _ = reference_row(backbone, cfg, weights, ids[0], types[0])
+        for name in names:
+            identity = {**weights, name: torch.ones_like(weights[name])}
+            other, _ = reference_row(backbone, cfg, identity, ids[0], types[0])
+            assert (other - base).abs().max() > 10 * ATOL, (cfg.name, name)

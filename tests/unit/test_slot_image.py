@@ -20,6 +20,7 @@ TASKS = [  # (config, labels): every submodule, sizes below and at the bank's
     (P("apl-nogate", lora_r=8, bottleneck=16, prefix_length=6), 8),  # the bank's sizes
     (P("bitfit"), 4),
     (P("head"), 2),
+    (P("ia3"), 3),
 ]
 SIZES = BankSizes(lora_rank=8, bottleneck=16, prefix_length=6, num_labels=8)
 

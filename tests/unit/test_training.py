@@ -59,6 +59,7 @@ def _loss(learner, data, spec) -> float:
         ("apl", 5e-4),
         ("apl-nogate", 5e-4),
         ("head", 1e-3),
+        ("ia3", 1e-2),
     ],
 )
 def test_default_learning_rates(preset, lr):
@@ -88,6 +89,14 @@ def test_loss_goes_down_and_dev_score_is_high(tiny_bert, toy, spec, method):
     assert set(outcome.metrics()) == {
         f"{s}_{m}" for s in ("dev", "test") for m in spec.metric_names
     }
+
+
+def test_ia3_trains_every_vector(tiny_bert, toy):
+    """Gradients reach all four (IA)^3 vectors (AdamW moves any parameter with a gradient)."""
+    outcome = train_encoded(toy(), P("ia3"), tiny_bert, TrainSettings(lr=1e-2, epochs=1))
+    weights = outcome.learner.task.export()
+    for name in ("ia3_k", "ia3_v", "ia3_attn_out", "ia3_ff"):
+        assert (weights[name] - 1).abs().max() > 1e-3, name
 
 
 def test_early_stopping_stops_and_keeps_the_best_state(tiny_bert, toy):

@@ -100,6 +100,13 @@ def test_study_runs_the_grid_resumes_and_reports(config, tiny_bert):
     assert paths[2].stat().st_size > 1000
 
 
+def test_ia3_is_a_method_column(config, tiny_bert):
+    one = replace(config, tasks=("sst2",), methods=("ft", "ia3"), seeds=(0,))
+    assert run_study(one, None, tiny_bert, toy_tokenizer()) == 2
+    table = write_report(one.out, with_plot=False)[1].read_text()
+    assert "| Fine-tuning |" in table and "| (IA)^3 |" in table
+
+
 def test_a_cell_another_process_finished_is_not_run_again(config, tiny_bert):
     tok, last = toy_tokenizer(), config.grid()[-1]
 
