@@ -25,32 +25,9 @@ from harness.peft_models import (
     saved_encoder,
 )
 from tests.conftest import tiny_backbone
+from tests.peft_conversion import batch, convert
 
 pytest.importorskip("peft")
-
-
-@pytest.fixture(scope="module", params=["bert", "roberta"])
-def tiny(request, tmp_path_factory) -> Backbone:
-    """A tiny random encoder saved to disk, loaded back the way the service loads one."""
-    path = saved_encoder(tiny_backbone(request.param), tmp_path_factory.mktemp(request.param))
-    return load_backbone(str(path))
-
-
-def batch(backbone: Backbone) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    torch.manual_seed(1)
-    ids = torch.randint(3, 120, (3, 9))
-    mask = torch.ones_like(ids)
-    mask[1, 5:] = 0
-    ids[1, 5:] = backbone.config.pad_token_id
-    return ids, mask, torch.zeros_like(ids)
-
-
-def convert(peft_dir: Path, backbone: Backbone, out: Path, **options) -> Predictor:
-    manifest, weights = import_peft(
-        *read_peft_dir(peft_dir), backbone, ImportOptions(task="t", **options)
-    )
-    save_artifact(out, manifest, weights)
-    return Predictor.load(out, backbone)
 
 
 def ours(predictor: Predictor, backbone: Backbone) -> torch.Tensor:
