@@ -52,6 +52,8 @@ def start_service(
     full_env = {**os.environ, "UNIPELT_DATA_DIR": str(data_dir), "UNIPELT_TORCH_THREADS": "1"}
     full_env.pop("REDIS_URL", None)
     full_env.update(env or {})
+    for key in [k for k, v in full_env.items() if v == ""]:  # "": leave the setting unset
+        del full_env[key]
     log_path = data_dir / f"service-{port}.log"
     with open(log_path, "wb") as out:
         process = subprocess.Popen(

@@ -76,6 +76,10 @@ class ShuttingDownError(ServiceError):
     """The service is draining for shutdown."""
 
 
+class ForwardUnavailableError(ServiceError):
+    """The forward process stopped while running a batch (a new one is starting)."""
+
+
 @dataclass(frozen=True)
 class ErrorStatus:
     status: int
@@ -110,6 +114,7 @@ ERROR_TABLE: dict[type[Exception], ErrorStatus] = {
     StoreUnavailableError: ErrorStatus(503, "store_unavailable"),
     NotReadyError: ErrorStatus(503, "not_ready"),
     ShuttingDownError: ErrorStatus(503, "shutting_down"),
+    ForwardUnavailableError: ErrorStatus(503, "forward_unavailable", RETRY),
 }
 INTERNAL = ErrorStatus(500, "internal")
 

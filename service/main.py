@@ -8,13 +8,13 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI
 
 from adapters.backbone import Backbone, load_backbone
 from service.api.body_limit import BodyLimit, BodyLimitMiddleware
 from service.api.early_auth import EarlyAuthMiddleware, guards
 from service.api.error_handlers import install_error_handlers
+from service.api.lean_predict import LeanPredictMiddleware
 from service.api.openapi import install_openapi
 from service.api.replica_header import ReplicaHeaderMiddleware
 from service.api.request_metrics import RequestMetricsMiddleware
@@ -48,8 +48,6 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store, embedded = await asyncio.to_thread(
             connect,
@@ -115,7 +113,12 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     def body_limit(path: str, method: str) -> BodyLimit:
         return upload_limit if (path, method) == (UPLOAD_PATH, "PUT") else request_limit
 
-    # Outermost last: metrics see every answer; the token is checked before the body limit.
+    # Outermost last: metrics see every answer; the token is checked before the body limit;
+    # the lean predict path is innermost, so all of them apply to it.
+    if settings.lean_predict:
+        app.add_middleware(
+            LeanPredictMiddleware, settings=settings, engine=lambda: app.state.engine
+        )
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     routes = [route for router in routers for route in router.routes]
     install_openapi(app, routes)

@@ -165,7 +165,13 @@ class Metrics:
         )
         self.forward_cpu = Counter(
             "unipelt_forward_cpu_seconds",
-            "CPU time of the forward thread (all of the forward's CPU with one torch thread)",
+            "CPU time of the forward threads, in this process or the forward process (all of "
+            "the forward's CPU with one intra-op thread)",
+            registry=r,
+        )
+        self.forward_process_restarts = Counter(
+            "unipelt_forward_process_restarts",
+            "Times the forward process stopped and a new one was started",
             registry=r,
         )
         self.uploads = Counter(

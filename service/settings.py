@@ -29,7 +29,13 @@ class Settings(BaseSettings):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # CUDA only: most forwards captured as CUDA graphs, one per batch shape (0: run eagerly).
     cuda_graphs: int = Field(32, ge=0, le=1024)
+    # CPU threads (`service/threads.py`): intra-op threads per forward, and forwards run side
+    # by side; unset, one single-threaded forward worker per core (at most 4).
     torch_threads: int | None = Field(None, ge=1)
+    forward_workers: int | None = Field(None, ge=1, le=64)
+    # The forward in its own process (`forward_process.py`): "auto" on CPU when /dev/shm holds
+    # the adapter bank and the backbone loads from a directory; "on" requires it; "off".
+    forward_process: Literal["auto", "on", "off"] = "auto"
 
     # Connections (`unipelt serve`): a request's headers must arrive within header_timeout_s
     # of its connection or first byte; a body may pause at most body_timeout_s between
@@ -44,6 +50,9 @@ class Settings(BaseSettings):
     protect_reads: bool = False  # also require the token for reads
     # /metrics needs a token when reads are protected; this one opens /metrics only (scrapers)
     metrics_token: SecretStr | None = None
+
+    # The predict routes' lean path (`service/api/lean_predict.py`); False: FastAPI answers all.
+    lean_predict: bool = True
 
     max_batch_size: int = Field(32, ge=1, le=1024)
     batch_window_ms: float = Field(5.0, ge=0, le=1000)

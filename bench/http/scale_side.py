@@ -4,6 +4,7 @@ baseline for the HTTP ratio), and exact cold-load and host-tier timings per load
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -44,26 +45,44 @@ class InProcessEngine:
         self.runner = BatchRunner(
             model, bank, encoder, tokenizer.pad_token_id or 0, torch.device("cpu")
         )
-        self.batch, self.texts, self.rng = batch, texts, random.Random(0)
+        self.batch, self.texts = batch, texts
+        self.tokenizing = threading.Lock()
 
-    def window(self, seconds: float) -> EngineWindow:
-        done, started, cpu0 = 0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - started < seconds:
-            rows = [
-                Row(
-                    text=self.rng.choice(self.texts),
-                    text_pair=None,
-                    max_length=128,
-                    index=0,
-                    task=r.key[0],
-                    resident=r,
-                )
-                for r in self.rng.choices(self.residents, k=self.batch)
-            ]
-            self.runner.run(rows)
-            done += len(rows)
-        elapsed = time.perf_counter() - started
+    def window(self, seconds: float, workers: int = 1, threads: int | None = None) -> EngineWindow:
+        """Batches back to back for `seconds` on `workers` threads side by side, each with
+        `threads` intra-op threads (default: the process's setting)."""
+        threads = threads or torch.get_num_threads()
+        counts = [0] * workers
+        started, cpu0 = time.perf_counter(), time.process_time()
+
+        def work(i: int) -> None:
+            torch.set_num_threads(threads)
+            rng = random.Random(i)
+            while time.perf_counter() - started < seconds:
+                with self.tokenizing:  # one tokenizer, one thread at a time (as the server)
+                    prepared = self.runner.prepare(self.batch_rows(rng))
+                counts[i] += len(self.runner.execute(prepared))
+
+        pool = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed, done = time.perf_counter() - started, sum(counts)
         return EngineWindow(done / elapsed, (time.process_time() - cpu0) / done)
+
+    def batch_rows(self, rng: random.Random) -> list[Row]:
+        return [
+            Row(
+                text=rng.choice(self.texts),
+                text_pair=None,
+                max_length=128,
+                index=0,
+                task=r.key[0],
+                resident=r,
+            )
+            for r in rng.choices(self.residents, k=self.batch)
+        ]
 
 
 def load_timings(store: AdapterStore, backbone: Backbone, n: int, first: int = 0) -> dict:

@@ -40,6 +40,7 @@ EXAMPLE_DETAIL: dict[str, str] = {
     "store_unavailable": "the adapter store is unreachable",
     "not_ready": "the engine is still starting",
     "shutting_down": "the service is shutting down",
+    "forward_unavailable": "the forward process stopped; it is restarting",
     # The Open Inference Protocol routes' own kind for a request that breaks the protocol.
     "invalid_request": "request must be a JSON object with an 'inputs' list",
 }
@@ -52,7 +53,14 @@ AUTH = ("unauthorized",)  # writes always; reads only with UNIPELT_PROTECT_READS
 JSON_BODY = ("invalid_input", "request_too_large")
 TASK = ("invalid_input", "unknown_task")  # a task name in the path
 RESOLVE = ("unknown_task", "overloaded", "corrupt_adapter", "store_unavailable")  # live adapter
-SERVE = (*RESOLVE, "invalid_input", "input_too_long", "non_finite_output", "shutting_down")
+SERVE = (
+    *RESOLVE,
+    "invalid_input",
+    "input_too_long",
+    "non_finite_output",
+    "shutting_down",
+    "forward_unavailable",
+)
 UPLOAD = (
     "bad_request",
     "version_conflict",

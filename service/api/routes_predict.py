@@ -1,4 +1,7 @@
-"""POST /v1/{task}/predict (the routed version) and /v1/{task}/versions/{v}/predict (pinned)."""
+"""POST /v1/{task}/predict (the routed version) and /v1/{task}/versions/{v}/predict (pinned).
+
+These routes declare the API (schemas, errors, OpenAPI) and answer what the lean path
+(`lean_predict.py`) hands on: every request it does not answer itself."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 
 from service.api.deps import EngineDep, SettingsDep, StickyHeader, TaskName, require_read
-from service.api.inputs import checked_inputs, predictions_out, sticky_key
+from service.api.predict_answer import answer_predict
 from service.api.schemas import ErrorOut, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
@@ -43,12 +46,7 @@ async def predict(
     settings: SettingsDep,
     x_sticky_key: StickyHeader = None,
 ) -> PredictResponse:
-    inputs = checked_inputs(body.items(), settings)
-    sticky = sticky_key(body.sticky_key, x_sticky_key)
-    result = await engine.predict(task, inputs, body.return_gates, sticky_key=sticky)
-    return PredictResponse(
-        task=task, version=result.version, predictions=predictions_out(result.results)
-    )
+    return await answer_predict(engine, settings, task, body, sticky_header=x_sticky_key)
 
 
 @router.post(
@@ -65,8 +63,4 @@ async def predict_version(
     engine: EngineDep,
     settings: SettingsDep,
 ) -> PredictResponse:
-    inputs = checked_inputs(body.items(), settings)
-    result = await engine.predict(task, inputs, body.return_gates, version=version)
-    return PredictResponse(
-        task=task, version=result.version, predictions=predictions_out(result.results)
-    )
+    return await answer_predict(engine, settings, task, body, version=version)

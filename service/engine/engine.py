@@ -19,9 +19,18 @@ from adapters.model import UniPELTModel
 from adapters.tokenization import load_tokenizer
 from service.engine.inference.batcher import DynamicBatcher
 from service.engine.inference.encode import BatchEncoder
+from service.engine.inference.forward_process import ChildSpec, ForwardProcess, refusals
 from service.engine.inference.gate_record import GateRecord
 from service.engine.inference.row_checks import check_finite, check_pairing
 from service.engine.inference.runner import BatchRunner, Row, RowResult
+from service.engine.inference.shared_bank import (
+    SHM,
+    SharedBank,
+    bank_bytes,
+    share_bank,
+    shared_dir,
+    sweep_stale,
+)
 from service.engine.lifecycle.manager import AdapterManager
 from service.engine.lifecycle.pool import Resident
 from service.engine.lifecycle.residency import Residency, snapshot
@@ -33,9 +42,11 @@ from service.engine.lifecycle.upload_checks import UploadCheck, bank_sizes
 from service.engine.lifecycle.warmer import Warmer
 from service.engine.version_signals import VersionSignals
 from service.engine.workers import WorkerPool
+from service.errors import ForwardUnavailableError
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store.adapter_store import AdapterStore
+from service.threads import apply_thread_policy, choose_thread_policy
 
 log = logging.getLogger("unipelt.engine")
 
@@ -62,6 +73,10 @@ class Engine:
     ) -> None:
         self.settings, self.backbone, self.store, self.metrics = settings, backbone, store, metrics
         self.device = torch.device(settings.device)
+        self.threads = choose_thread_policy(
+            settings.device, settings.torch_threads, settings.forward_workers
+        )
+        self._threads_before: int | None = None
         self.dtype = getattr(torch, settings.dtype)
         self.tokenizer = load_tokenizer(backbone.path)
         # A cast copy when the dtype differs: the caller's backbone is never changed.
@@ -77,6 +92,7 @@ class Engine:
         self.bank = TaskBank.allocate(
             self.pool_size.slots, backbone.dims, self.sizes, self.device, self.dtype, lazy=True
         )
+        self.forward, self.shared_bank = self._forward_process(settings, backbone)
         self.host_size = size_host(
             settings.host_cache_bytes,
             self.pool_size.bank_bytes,
@@ -135,6 +151,8 @@ class Engine:
             self.device,
             max_graphs=settings.cuda_graphs,
             max_rows=settings.max_batch_size,
+            remote=self.forward,
+            on_remote_cpu=metrics.forward_cpu.inc,
         )
         self.batcher = DynamicBatcher(
             self.runner.prepare,
@@ -144,9 +162,21 @@ class Engine:
             settings.batch_window_ms,
             settings.batch_policy,
             settings.max_queue,
+            forward_workers=self.threads.forward_workers,
         )
 
     def start(self) -> None:
+        """Apply the thread policy (undone by `stop`) and start the batcher and warmer."""
+        self._threads_before = apply_thread_policy(self.threads)
+        log.info("threads: %s", self.threads.describe())
+        if self.forward is not None:
+            try:
+                self.forward.start()
+            except ForwardUnavailableError as exc:
+                if self.settings.forward_process == "on":
+                    raise
+                log.warning("forward process unavailable (%s): the forward runs here", exc)
+                self._drop_forward_process()
         self.batcher.start()
         self.warmer.start()
 
@@ -155,6 +185,44 @@ class Engine:
         await self.batcher.drain_and_stop()
         self.store_work.shutdown()
         self.upload_work.shutdown()
+        self._drop_forward_process()
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+
+    def _forward_process(
+        self, settings: Settings, backbone: Backbone
+    ) -> tuple[ForwardProcess | None, SharedBank | None]:
+        """The forward process and the shared bank it maps, when the settings and the
+        machine allow it (`forward_process.py`); else (None, None): the forward runs here."""
+        wanted = settings.forward_process
+        if wanted == "off":
+            return None, None
+        reasons = refusals(self.device.type, backbone.path, bank_bytes(self.bank), SHM)
+        if reasons:
+            if wanted == "on":
+                raise ForwardUnavailableError("UNIPELT_FORWARD_PROCESS=on: " + "; ".join(reasons))
+            log.info("forward runs in this process: %s", "; ".join(reasons))
+            return None, None
+        sweep_stale(SHM)
+        shared = share_bank(self.bank, shared_dir(SHM))
+        spec = ChildSpec(
+            str(backbone.path),
+            backbone.fingerprint,
+            settings.dtype,
+            shared,
+            self.threads.forward_workers,
+            self.threads.intra_op,
+        )
+        return ForwardProcess(spec, self.metrics.forward_process_restarts.inc), shared
+
+    def _drop_forward_process(self) -> None:
+        """Stop the forward process and free its shared bank files; the forward runs here."""
+        if self.forward is not None:
+            self.forward.stop()
+            self.forward = self.runner.remote = None
+        if self.shared_bank is not None:
+            self.shared_bank.remove()
+            self.shared_bank = None
 
     def pool_status(self) -> dict:
         """The bank plan and what the tiers hold now (for /readyz)."""

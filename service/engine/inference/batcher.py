@@ -6,7 +6,7 @@ two-thread pipeline (`pipeline.py`): the prepare thread tokenises it (one tokeni
 builds its host inputs while the previous batch runs its forward on the forward thread, so the
 event loop never blocks on the model or the tokenizer, and the forward thread never tokenises.
 A full batch is taken as soon as a place in the pipeline frees; a partial one waits for its
-window and for the pipeline to empty (as full a batch as one forward at a time would take).
+window and for a forward thread to be free (as full a batch as the forwards would take).
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ class DynamicBatcher:
         window_ms: float,
         policy: str,
         max_queue: int,
+        forward_workers: int = 1,
     ) -> None:
-        """`prepare(rows)` runs on the prepare thread, `forward(prepared)` on the forward one."""
+        """`prepare(rows)` runs on the prepare thread, `forward(prepared)` on one of
+        `forward_workers` forward threads."""
         self.forward = forward
         self.metrics = metrics
         self.max_batch_size = max_batch_size
@@ -53,7 +55,7 @@ class DynamicBatcher:
         self._queue: deque[Pending] = deque()
         self._wakeup = asyncio.Event()
         self.pipeline: Pipeline[list[Row], Any, list[RowResult | Exception]] = Pipeline(
-            prepare, self._forward_timed
+            prepare, self._forward_timed, workers=forward_workers
         )
         self._task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
@@ -109,12 +111,12 @@ class DynamicBatcher:
                 task.add_done_callback(self._running.discard)
 
     async def _fill_window(self) -> None:
-        """Wait until the batch is full, or the oldest row has waited `window` and no other
-        batch is in the pipeline."""
+        """Wait until the batch is full, or the oldest row has waited `window` and a forward
+        thread would otherwise sit idle."""
         oldest = self._queue[0].enqueued
         while len(self._queue) < self.max_batch_size and not self._closing:
             remaining = oldest + self.window_s - time.perf_counter()
-            if remaining <= 0 and self.pipeline.admitted <= 1:  # only this batch's place
+            if remaining <= 0 and self.pipeline.worker_free:
                 return
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):  # then look again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from adapters.plan import BatchPlan, Buckets, plan_batch
 from adapters.postprocess import RowPrediction, row_predictions
 from service.engine.inference.cuda_graphs import GraphCache, Inputs
 from service.engine.inference.encode import BatchEncoder, Encoded, TextRow
+from service.engine.inference.forward_process import ForwardProcess
 from service.engine.lifecycle.pool import Resident
 
 
@@ -62,7 +64,11 @@ class BatchRunner:
         device: torch.device,
         max_graphs: int = 0,
         max_rows: int = 32,
+        remote: ForwardProcess | None = None,
+        on_remote_cpu: Callable[[float], None] | None = None,
     ) -> None:
+        """`remote`: run the forward in that process (`forward_process.py`), reporting its
+        CPU seconds per batch to `on_remote_cpu`."""
         self.model = model
         self.bank = bank
         self.encoder = encoder
@@ -72,6 +78,7 @@ class BatchRunner:
         # graphs: few static shapes (rows, tokens and sizes rounded up); else exact sizes
         self.buckets = Buckets.static(max_rows) if self.graphs.enabled else Buckets.exact()
         self.pin = device.type == "cuda"  # pinned host memory only exists with CUDA
+        self.remote, self.on_remote_cpu = remote, on_remote_cpu
 
     def run(self, rows: list[Row]) -> list[RowResult | Exception]:
         return self.execute(self.prepare(rows))
@@ -94,7 +101,9 @@ class BatchRunner:
             single_slot=not graphs,  # a graph must not bake in one slot
             lengths=None if graphs else lengths,  # eager: real tokens only (`packing`)
         )
-        packing = packing_for(plan, inputs.ids.shape[1], self.bank.dtype, self.pin)
+        packing = None  # a forward process builds its own
+        if self.remote is None:
+            packing = packing_for(plan, inputs.ids.shape[1], self.bank.dtype, self.pin)
         return Prepared(encoded, [row for row, _ in ok], residents, inputs, plan, packing)
 
     @torch.inference_mode()
@@ -107,7 +116,12 @@ class BatchRunner:
         assert batch.inputs is not None and batch.plan is not None
         rows, residents = batch.rows, batch.residents
         want_gates = any(r.want_gates for r in rows)
-        logits, gates_t = self.graphs.run(batch.inputs, batch.plan, want_gates, batch.packing)
+        if self.remote is not None:
+            logits, gates_t, cpu_s = self.remote.run(batch.inputs, batch.plan, want_gates)
+            if self.on_remote_cpu is not None:
+                self.on_remote_cpu(cpu_s)
+        else:
+            logits, gates_t = self.graphs.run(batch.inputs, batch.plan, want_gates, batch.packing)
         n = len(rows)
         predictions = row_predictions(logits[:n], [r.label_names for r in residents])
         gates = gates_t[:n].float().cpu() if gates_t is not None else None
