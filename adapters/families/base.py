@@ -7,7 +7,6 @@ methods it refuses and why) and its layer loop, a `Stack` built once per `UniPEL
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -28,8 +27,10 @@ class Stack(nn.Module):
     """A family's forward over the frozen encoder: embeddings, one layer, the last step."""
 
     hidden_dropout = 0.0  # the dropout the head applies to the last hidden states
-    # the head's activation, `act(h_0 W_d + b_d)`: the family's own classifier's
-    pooler_activation: Callable[[Tensor], Tensor] = torch.tanh
+
+    def pooler_activation(self, x: Tensor) -> Tensor:
+        """The head's activation, `act(h_0 W_d + b_d)`: the family's own classifier's."""
+        return torch.tanh(x)
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None, mask: Tensor) -> Tensor:
         """(B, T, d) the layer loop's input; `mask` (B, T) 1 on real tokens."""
@@ -65,8 +66,16 @@ class Family:
     points: tuple[str, ...] | None = None  # the attach points its loop reaches (None: all)
     unreached = ""  # why it lacks the others
     fingerprint_keys: tuple[str, ...] = ()  # config keys its identity adds to the shared ones
+    # the transformers attention to load its model with (None: the model's only one); the
+    # layer loop runs its own attention, this one only serves the model's own forward
+    attn_implementation: str | None = "sdpa"
     # PEFT's module names on this layout where they differ from BERT's (ours -> its)
     peft_names: ClassVar[dict[str, str]] = {}
+
+    def load_options(self) -> dict[str, Any]:
+        """transformers `from_pretrained` / `from_config` options for this family's models."""
+        kind = self.attn_implementation
+        return {} if kind is None else {"attn_implementation": kind}
 
     def check(self, config: Any) -> str | None:
         """What in a config of one of its model types this family cannot run, or None."""

@@ -50,6 +50,7 @@ PROJECTION_POINTS = (QKV, QKV_ROWS, KEYS_VALUES)
 class Deberta(Family):
     name = "deberta"
     model_types = ("deberta-v2",)
+    attn_implementation = None  # DeBERTa's disentangled attention is its only one
     fingerprint_keys = (
         "relative_attention",
         "max_relative_positions",
@@ -113,7 +114,10 @@ class DebertaStack(BertStack):
         self.scale = 1.0 / self.root
         from transformers.activations import ACT2FN
 
-        self.pooler_activation = ACT2FN[cfg.pooler_hidden_act]
+        self.pooler_act = ACT2FN[cfg.pooler_hidden_act]  # `ContextPooler`'s
+
+    def pooler_activation(self, x: Tensor) -> Tensor:
+        return self.pooler_act(x)
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None, mask: Tensor) -> Tensor:
         if token_type_ids is None:
@@ -190,7 +194,9 @@ class DebertaStack(BertStack):
             rt.sites[LAYER_INPUT.name] = replace(site, columns=columns)
         qkv = F.linear(rel, w, b).expand(B, -1, -1).contiguous()  # (B, 2k, 3d)
         pos_q, values_keys = at(QKV_ROWS, at(QKV, qkv, rt), rt).split([d, 2 * d], -1)
-        return pos_q, at(KEYS_VALUES, values_keys, rt)[..., d:]
+        pos_k = at(KEYS_VALUES, values_keys, rt)[..., d:]
+        keep_q, keep_k = "p2c" in self.pos_terms, "c2p" in self.pos_terms
+        return (pos_q if keep_q else None), (pos_k if keep_k else None)
 
     def relative_scores(
         self, q: Tensor, k: Tensor, pos_q: Tensor | None, pos_k: Tensor | None, pos: Positions
