@@ -90,9 +90,9 @@ class Deberta(Family):
 class Positions:
     """What every layer's relative-position terms read, built once per forward."""
 
-    embeddings: Tensor  # (2k, d) R, LayerNorm-ed when `norm_rel_ebd`
-    c2p: Tensor  # (T, T) the row of R each (query, key) pair's c2p score reads
-    p2c: Tensor  # (T, T) [key, query] the row of R each p2c score reads
+    embeddings: Tensor  # (r, d) the rows of R the tokens' pairs read, normed when `norm_rel_ebd`
+    c2p: Tensor  # (T, T) the row of those each (query, key) pair's c2p score reads
+    p2c: Tensor  # (T, T) [key, query] the row each p2c score reads
     prefix: int  # prefix key positions in front of the tokens' (their relative terms: zero)
 
 
@@ -138,14 +138,25 @@ class DebertaStack(BertStack):
             bucket_size=encoder.position_buckets,
             max_position=encoder.max_relative_positions,
         )[0]  # (T, T) delta(i, j), bucketed
-        top = 2 * self.span - 1
+        # only the rows of R that T tokens' pairs read: [span - reach, span + reach]
+        top, reach = 2 * self.span - 1, self.reach(mask.shape[1])
+        low, high = max(0, self.span - reach), min(top, self.span + reach) + 1
         prefix = sum(getattr(rows.plan.sizes, m.size) for m in KEYED if m.size is not None)
         return Positions(
-            embeddings=encoder.get_rel_embedding()[: 2 * self.span],
-            c2p=torch.clamp(relative + self.span, 0, top),
-            p2c=torch.clamp(-relative + self.span, 0, top),
+            embeddings=encoder.get_rel_embedding()[low:high],
+            c2p=torch.clamp(relative + self.span, 0, top) - low,
+            p2c=torch.clamp(-relative + self.span, 0, top) - low,
             prefix=prefix,
         )
+
+    def reach(self, tokens: int) -> int:
+        """The largest |delta(i, j)| among `tokens` positions (a host int): their distance
+        while no pair reaches the log buckets (past half of `position_buckets`), else the
+        whole table."""
+        far, buckets = tokens - 1, self.model.encoder.position_buckets
+        if buckets > 0 and far > buckets // 2:
+            return self.span
+        return min(far, self.span)
 
     def scores_mask(
         self, index: int, layer: Any, q: Tensor, tokens_vk: Tensor, rows: BatchRows, t: Term
@@ -167,7 +178,7 @@ class DebertaStack(BertStack):
     def projected_positions(
         self, index: int, layer: Any, rel: Tensor, rows: BatchRows, t: Term
     ) -> tuple[Tensor | None, Tensor | None]:
-        """(Qr, Kr), (1, 2k, d) shared by every row, or (B, 2k, d) when a row's methods adapt
+        """(Qr, Kr), (1, r, d) shared by every row, or (B, r, d) when a row's methods adapt
         the shared query / key projections; None where no term reads it."""
         if self.training:
             rel = F.dropout(rel, self.hidden_dropout, True)
@@ -192,7 +203,7 @@ class DebertaStack(BertStack):
                 t.w[LAYER_INPUT.bias], rel.expand(B, -1, -1), t.w[LAYER_INPUT.weight]
             )
             rt.sites[LAYER_INPUT.name] = replace(site, columns=columns)
-        qkv = F.linear(rel, w, b).expand(B, -1, -1).contiguous()  # (B, 2k, 3d)
+        qkv = F.linear(rel, w, b).expand(B, -1, -1).contiguous()  # (B, r, 3d)
         pos_q, values_keys = at(QKV_ROWS, at(QKV, qkv, rt), rt).split([d, 2 * d], -1)
         pos_k = at(KEYS_VALUES, values_keys, rt)[..., d:]
         keep_q, keep_k = "p2c" in self.pos_terms, "c2p" in self.pos_terms
