@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adapters.backbone import backbone_from_model
 from adapters.bank import TaskBank
 from adapters.config import MethodConfig
+from adapters.errors import BackboneError
 from adapters.model import UniPELTModel
 from adapters.packing import packing_for
 from adapters.plan import Buckets, plan_batch
@@ -318,3 +320,14 @@ def test_mixed_forward_compiles_to_one_graph(style):
             got = compiled(*args, return_gates=True, packing=packing)
             for a, b in zip(got, eager):
                 torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_the_convolution_of_deberta_v2_xlarge_is_refused_with_the_reason():
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    config = DebertaV2Config(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, conv_kernel_size=3, relative_attention=True,
+    )  # fmt: skip
+    with pytest.raises(BackboneError, match=r"conv_kernel_size=3 .* is not supported"):
+        backbone_from_model(DebertaV2Model(config), name="conv")

@@ -56,6 +56,10 @@ def test_ia3_converts_exactly(deberta, tmp_path):
     reference = peft_logits(model, *batch(deberta))
     assert (predictor.logits(*batch(deberta)) - reference).abs().max() < 1e-4
 
+    export_peft(load_artifact(tmp_path / "ours", deberta), deberta, tmp_path / "back")
+    again = load_peft(deberta.path, tmp_path / "back", num_labels=2)
+    assert (peft_logits(again, *batch(deberta)) - reference).abs().max() < 1e-4
+
 
 def test_a_head_without_its_pooler_is_refused(deberta, tmp_path):
     """PEFT saves `classifier` only by default; DeBERTa's pooler is not in the encoder
