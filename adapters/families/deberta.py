@@ -6,10 +6,9 @@ add absolute positions only when `position_biased_input`, token types when
 
 Attention of query i and token key j, per head (d_h the head size, f = 1 + the number of
 `pos_att_type` terms, delta(i, j) the relative position i - j, log-bucketed past
-`position_buckets / 2` and clamped to the `2k` rows of the relative embeddings R):
+`position_buckets / 2`; R the 2k relative embeddings, rows indexed clamped to [0, 2k)):
 
-  q_i k_j / sqrt(d_h f) + [c2p] q_i Kr[delta(i, j)] / sqrt(d_h f)
-                        + [p2c] k_j Qr[delta(j, i) negated] / sqrt(d_h f)
+  (q_i k_j + [c2p] q_i Kr[k + delta(i, j)] + [p2c] k_j Qr[k - delta(j, i)]) / sqrt(d_h f)
 
 with `Kr`, `Qr` the relative embeddings (LayerNorm-ed when `norm_rel_ebd`) through the key and
 query projections when `share_att_key`, else through `pos_key_proj` / `pos_query_proj`.
