@@ -112,10 +112,10 @@ def load_backbone(name_or_path: str | None = None, device: str | torch.device = 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     name, path = resolve_backbone_path(name_or_path)
     config = AutoConfig.from_pretrained(path, local_files_only=True)
-    family_for(config.model_type)  # refuses a type no family reads, naming those supported
+    family = family_for(config.model_type)  # refuses a type no family reads, naming those
     # float32 whatever the checkpoint stores (a float16 copy is upcast on load).
     model = AutoModel.from_pretrained(
-        path, local_files_only=True, attn_implementation="sdpa", dtype=torch.float32
+        path, local_files_only=True, dtype=torch.float32, **family.load_options()
     )
     return backbone_from_model(model, name=name, path=path, device=device)
 

@@ -92,7 +92,7 @@ class UniPELTModel(nn.Module):
             packing = packing.to(input_ids.device)
         rows = BatchRows.gather(bank, slots, plan, attention_mask, return_gates, packing)
         rows.family = self.stack.prepare(rows, attention_mask)
-        embedded = self.stack.embed(input_ids, token_type_ids)  # (B, T, d)
+        embedded = self.stack.embed(input_ids, token_type_ids, attention_mask)  # (B, T, d)
         x = packing.pack(embedded)  # (n, d) packed, else (B, T, d)
         padded: Tensor | None = embedded
         gates: list[Tensor] = []
@@ -103,7 +103,9 @@ class UniPELTModel(nn.Module):
             if layer_gates is not None:
                 gates.append(layer_gates)
         hidden = self.stack.finish(padded if padded is not None else packing.unpack(x))
-        logits = at(HEAD, hidden, Term(rows, {}, {}, self.training, self.stack.hidden_dropout))
+        stack = self.stack
+        head = Term(rows, {}, {}, self.training, stack.hidden_dropout, stack.pooler_activation)
+        logits = at(HEAD, hidden, head)
         return logits, hidden, torch.stack(gates, dim=1) if return_gates else None
 
     def layer_forward(

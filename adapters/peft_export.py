@@ -23,11 +23,7 @@ from adapters.methods import BY_NAME, PEFT_FORMATS
 
 def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
     """(adapter_config.json bytes, adapter_model.safetensors bytes) of the task."""
-    if backbone.family.peft_refusal is not None:
-        raise ArtifactError(
-            f"not on the {backbone.family.name} family: {backbone.family.peft_refusal}"
-        )
-    cfg = artifact.config
+    cfg, family = artifact.config, backbone.family
     fmt = next((f for f in PEFT_FORMATS.values() if f.exports(cfg)), None)
     if fmt is None:
         kinds = " or ".join(f"{BY_NAME[f.method].paper_name}-only" for f in PEFT_FORMATS.values())
@@ -35,6 +31,9 @@ def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
             f"only {kinds} tasks without gates can be written as PEFT adapters; "
             f"task {artifact.manifest.task!r} uses {cfg.name}"
         )
+    refused = family.peft_refusal(fmt.peft_type)
+    if refused is not None:
+        raise ArtifactError(f"not on the {family.name} family: {refused}")
     if artifact.manifest.backbone.fingerprint != backbone.fingerprint:
         raise ArtifactError("the artifact was trained on another backbone than the one given")
     layout = P.head_layout(backbone.config.model_type)
@@ -42,8 +41,8 @@ def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
     tensors: dict[str, Tensor] = {}
     for layer in range(backbone.dims.layers):
         for t in fmt.tensors():
-            key = P.layer_key(layout.base, layer, t.module, t.suffix)
-            tensors[key] = t.to_peft(w[t.ours][layer])
+            module = P.to_layout(t.module, family.peft_names)
+            tensors[P.layer_key(layout.base, layer, module, t.suffix)] = t.to_peft(w[t.ours][layer])
     for ours, key in layout.keys().items():
         tensors[key] = w[ours].t() if ours.endswith("_w") else w[ours]
     manifest = artifact.manifest
@@ -56,7 +55,7 @@ def peft_files(artifact: Artifact, backbone: Backbone) -> tuple[bytes, bytes]:
     }
     blob = save_safetensors({k: v.contiguous() for k, v in tensors.items()}, metadata)
     base = str(backbone.path) if Path(backbone.path).is_dir() else backbone.name
-    config = fmt.config(cfg, base, layout)
+    config = P.names_to_layout(fmt.config(cfg, base, layout), family.peft_names)
     return json.dumps(config, indent=2).encode(), blob
 
 

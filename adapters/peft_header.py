@@ -171,7 +171,10 @@ def _check_head(
     for ours, shape in (("head_dense_w", (d, d)), ("head_dense_b", (d,))):
         entry = dense[ours]
         if entry is None and not layout.dense_from_backbone:
-            raise ArtifactError(f"PEFT adapter lacks the head's dense layer {keys[ours]}")
+            raise ArtifactError(
+                f"PEFT adapter lacks the head's dense layer {keys[ours]}: save the adapter "
+                f"with modules_to_save={list(layout.modules_to_save)}"
+            )
         if entry is not None and entry.shape != shape:
             raise ArtifactError(f"PEFT head {keys[ours]} has shape {entry.shape}, expected {shape}")
     return n

@@ -9,7 +9,7 @@ weights). Anything else is refused with the reason.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +61,21 @@ def import_peft(
 
     Config, tensor names, dtypes and shapes, labels and metadata are all checked (against
     `options.limits` too) before any tensor is loaded or allocated."""
-    if backbone.family.peft_refusal is not None:
-        raise ArtifactError(
-            f"not on the {backbone.family.name} family: {backbone.family.peft_refusal}"
-        )
     config = parse_config(config_bytes)
-    fmt, settings = check_config(config)
+    family = backbone.family
+    refused = family.peft_refusal(_format(config).peft_type)
+    if refused is not None:
+        raise ArtifactError(f"not on the {family.name} family: {refused}")
+    fmt, settings = check_config(config, family.peft_names)
+    rename = P.renamer(family.peft_names)
     header = read_header(weights_bytes)
+    header = replace(header, entries={rename(k): e for k, e in header.entries.items()})
     check_base_model(config, header.metadata, backbone, options.load_base_model)
     layout = P.head_layout(backbone.config.model_type)
     num_labels = check_entries(header, fmt, settings, layout, backbone.dims, options.limits)
     labels = _labels(options.labels, header.metadata, num_labels)
     cfg = fmt.method_config(settings)
-    raw = _load(weights_bytes)
+    raw = {rename(k): t for k, t in _load(weights_bytes).items()}
     weights = {
         **_method_weights(raw, fmt, cfg, layout, backbone),
         **_head_weights(raw, backbone, layout),
@@ -85,16 +87,42 @@ def import_peft(
     return manifest, check_tensors(manifest, weights, backbone)
 
 
-def check_config(config: dict) -> tuple[P.PeftFormat, P.Settings]:
-    """The format of the adapter's `peft_type`, and its settings, checked."""
+def check_config(
+    config: dict, names: dict[str, str] | None = None
+) -> tuple[P.PeftFormat, P.Settings]:
+    """The format of the adapter's `peft_type`, and its settings, checked. `names`: PEFT's
+    module names on the backbone's layout (`Family.peft_names`); None (no backbone at hand):
+    those of the family whose names the config uses."""
+    fmt = _format(config)
+    if names is None:
+        names = _names_used(config)
+    config = P.names_to_ours(config, names)
+    placement = P.placement(config, fmt)
+    return fmt, P.Settings(placement, fmt.values(config, placement))
+
+
+def _format(config: dict) -> P.PeftFormat:
     peft_type = config.get("peft_type")
     fmt = PEFT_FORMATS.get(peft_type) if isinstance(peft_type, str) else None
     if fmt is None:
         raise P.refuse(
             f"peft_type is {P.short(peft_type)}; only {' and '.join(PEFT_FORMATS)} are supported"
         )
-    placement = P.placement(config, fmt)
-    return fmt, P.Settings(placement, fmt.values(config, placement))
+    return fmt
+
+
+def _names_used(config: dict) -> dict[str, str]:
+    """The `peft_names` of the family whose module names the config's targets use, if any."""
+    from adapters.families import FAMILIES
+
+    targets = config.get("target_modules")
+    words: set[str] = set()
+    if isinstance(targets, list) and P.is_names(targets):
+        words = {w for t in targets for w in t.split(".")}
+    for family in FAMILIES:
+        if words & set(family.peft_names.values()):
+            return family.peft_names
+    return {}
 
 
 def _manifest(

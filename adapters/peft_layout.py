@@ -48,8 +48,9 @@ HEAD_MODULE = "classifier"  # the head module of every known layout (HEADS below
 class HeadLayout:
     """Where a model family's sequence-classification head lives in PEFT's weights.
 
-    Every known head is `tanh(h_cls W_d + b_d) W_o + b_o`; `dense` may come from the frozen
-    base model (BERT's pooler) when it is not in `modules_to_save`.
+    Every known head is `act(h_cls W_d + b_d) W_o + b_o` (`act` the family's: tanh, DeBERTa's
+    `pooler_hidden_act`); `dense` may come from the frozen base model (BERT's pooler) when it
+    is not in `modules_to_save`.
     """
 
     base: str  # attribute of the base model inside *ForSequenceClassification
@@ -72,11 +73,15 @@ BERT_HEAD = HeadLayout("bert", "bert.pooler.dense", "classifier", ("classifier",
 ROBERTA_HEAD = HeadLayout(
     "roberta", "classifier.dense", "classifier.out_proj", ("classifier",), False
 )
+# DeBERTa's `ContextPooler` (its activation is the family's, `pooler_hidden_act`) is not in
+# the encoder checkpoint and not in PEFT's default modules_to_save: it must be saved with it.
+DEBERTA_HEAD = HeadLayout("deberta", "pooler.dense", "classifier", ("classifier", "pooler"), False)
 HEADS = {
     "bert": BERT_HEAD,
     "roberta": ROBERTA_HEAD,
     "xlm-roberta": ROBERTA_HEAD,
     "camembert": ROBERTA_HEAD,
+    "deberta-v2": DEBERTA_HEAD,
 }
 
 
@@ -121,6 +126,55 @@ def strings(config: dict, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise refuse(f"{key} must be a list of module names, got {short(value)}")
     return tuple(value)
+
+
+def is_names(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+# The settings that name modules, renamed between a layout's names and ours.
+NAMING = ("target_modules", "exclude_modules", "feedforward_modules")
+
+
+def renamer(names: dict[str, str]) -> Callable[[str], str]:
+    """A dotted name in a layout's PEFT names -> in ours (`Family.peft_names`: ours -> its).
+    A name of ours that the layout calls otherwise is refused: PEFT would find no such
+    module there."""
+    ours = {theirs: mine for mine, theirs in names.items()}
+
+    def rename(name: str) -> str:
+        words = name.split(".")
+        for w in words:
+            if w in names and w not in ours:
+                raise refuse(f"no module is named {w!r} on this backbone (its is {names[w]!r})")
+        return ".".join(ours.get(w, w) for w in words)
+
+    return rename
+
+
+def names_to_ours(config: dict, names: dict[str, str]) -> dict:
+    """The config with the module names of its naming settings in ours."""
+    if not names:
+        return config
+    rename = renamer(names)
+    out = dict(config)
+    for key in NAMING:
+        if is_names(config.get(key)):
+            out[key] = [rename(n) for n in config[key]]
+    return out
+
+
+def names_to_layout(config: dict, names: dict[str, str]) -> dict:
+    """Our export's config with its module names in the layout's."""
+    out = dict(config)
+    for key in NAMING:
+        if is_names(config.get(key)):
+            out[key] = [to_layout(n, names) for n in config[key]]
+    return out
+
+
+def to_layout(name: str, names: dict[str, str]) -> str:
+    return ".".join(names.get(w, w) for w in name.split("."))
 
 
 def _layers(config: dict) -> frozenset[int] | None:

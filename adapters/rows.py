@@ -35,6 +35,9 @@ class BatchRows:
     key_mask: Tensor | None  # (B, 1, 1, P + T) bool, when some key is masked
     table: Tensor | None  # (B, TABLE_WIDTH) each row's device-table row, when read
     family: Any = None  # what the family's layers read per forward (`Stack.prepare`)
+    # the token-wise deltas per row, (B, L, 1, w), also when `layers` holds them per token (a
+    # family that applies them to per-row inputs too reads these: DeBERTa's positions)
+    per_row: dict[str, Tensor] | None = None
 
     @classmethod
     def gather(
@@ -50,7 +53,8 @@ class BatchRows:
         packing = packing or Unpacked()
         take = _Taker(bank, slots, plan)
         names = [n for m in METHODS for n in m.gathers(plan)]
-        per_layer = {n: _per_layer(n, take(n), packing) for n in names if TENSORS[n].per_layer}
+        taken = {n: take(n) for n in names if TENSORS[n].per_layer}
+        per_layer = {n: _per_layer(n, t, packing) for n, t in taken.items()}
         terms: dict[str, list[TermFn]] = defaultdict(list)
         for m in METHODS:
             if m.active(plan):
@@ -60,6 +64,7 @@ class BatchRows:
         rows = cls(
             plan=plan,
             layers=[{n: t[i] for n, t in per_layer.items()} for i in range(bank.dims.layers)],
+            per_row={n: t for n, t in taken.items() if TENSORS[n].per_token},
             slot={n: take(n) for n in names if not TENSORS[n].per_layer},
             terms=dict(terms),
             sites=tuple(s for s in SITES if GATES.uses(s, plan)[0]),

@@ -24,7 +24,10 @@ def bench_backbone(name_or_path: str | None = None, seed: int = 0) -> Backbone:
         return load_backbone(name_or_path)
     from transformers import AutoConfig, AutoModel
 
+    from adapters.families import family_for
+
     config = AutoConfig.from_pretrained(path, local_files_only=True)
+    options = family_for(config.model_type).load_options()
     torch.manual_seed(seed)
-    model = AutoModel.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    model = AutoModel.from_config(config, dtype=torch.float32, **options)
     return backbone_from_model(model, name=f"{path.name}-random-{seed}", path=path.resolve())

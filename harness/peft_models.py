@@ -15,11 +15,15 @@ from adapters.backbone import Backbone
 
 def base_classifier(base_path: Path | str, num_labels: int, seed: int = 0):
     """`AutoModelForSequenceClassification` on the backbone directory (head: random)."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from adapters.families import family_for
 
     torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(str(base_path), local_files_only=True)
+    options = family_for(config.model_type).load_options()
     return AutoModelForSequenceClassification.from_pretrained(
-        str(base_path), num_labels=num_labels, local_files_only=True, attn_implementation="sdpa"
+        str(base_path), num_labels=num_labels, local_files_only=True, **options
     ).eval()
 
 

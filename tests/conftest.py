@@ -62,6 +62,64 @@ def tiny_modernbert(seed: int = 0, global_only: bool = False) -> Backbone:
     return backbone_from_model(model, name=f"tiny-modernbert-{seed}")
 
 
+# Tiny DeBERTa-v2 layouts: v2 (separate position projections, no buckets, a smaller embedding
+# projected up, token types), v2 with shared keys and c2p alone, v3 (shared keys, 256 buckets,
+# normed relative embeddings, no absolute positions) and v3 with 8 buckets, so the log buckets
+# start within a test's sequence length.
+DEBERTA_STYLES: dict[str, dict] = {
+    "v2": dict(
+        pos_att_type="c2p|p2c",
+        share_att_key=False,
+        position_buckets=-1,
+        max_relative_positions=8,
+        type_vocab_size=2,
+        embedding_size=24,
+    ),
+    "v2-shared": dict(
+        pos_att_type="c2p", share_att_key=True, position_buckets=-1, max_relative_positions=12
+    ),
+    "v3": dict(
+        pos_att_type="p2c|c2p",
+        share_att_key=True,
+        position_buckets=256,
+        max_relative_positions=512,
+        norm_rel_ebd="layer_norm",
+        position_biased_input=False,
+        type_vocab_size=0,
+    ),
+    "v3-log": dict(
+        pos_att_type="p2c|c2p",
+        share_att_key=True,
+        position_buckets=8,
+        max_relative_positions=64,
+        norm_rel_ebd="layer_norm",
+        position_biased_input=False,
+        type_vocab_size=0,
+    ),
+}
+
+
+def tiny_deberta(style: str = "v3", seed: int = 0) -> Backbone:
+    """A random DeBERTa-v2 of one of `DEBERTA_STYLES`; weights 5x the usual initial scale so
+    attention is far from uniform and the relative-position terms move the outputs."""
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    torch.manual_seed(seed)
+    config = DebertaV2Config(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=64,
+        relative_attention=True,
+        pad_token_id=0,
+        initializer_range=0.1,
+        **{"type_vocab_size": 2, "position_biased_input": True, **DEBERTA_STYLES[style]},
+    )
+    return backbone_from_model(DebertaV2Model(config), name=f"tiny-deberta-{style}-{seed}")
+
+
 @pytest.fixture(scope="session")
 def tiny_bert() -> Backbone:
     return tiny_backbone("bert")

@@ -7,10 +7,10 @@ supported families named.
 from __future__ import annotations
 
 from adapters.errors import BackboneError
-from adapters.families import bert, modernbert
+from adapters.families import bert, deberta, modernbert
 from adapters.families.base import Family
 
-FAMILIES: tuple[Family, ...] = (bert.Bert(), modernbert.ModernBert())
+FAMILIES: tuple[Family, ...] = (bert.Bert(), modernbert.ModernBert(), deberta.Deberta())
 BY_MODEL_TYPE = {t: f for f in FAMILIES for t in f.model_types}
 BY_NAME = {f.name: f for f in FAMILIES}
 

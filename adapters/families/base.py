@@ -7,8 +7,9 @@ methods it refuses and why) and its layer loop, a `Stack` built once per `UniPEL
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,8 +28,12 @@ class Stack(nn.Module):
 
     hidden_dropout = 0.0  # the dropout the head applies to the last hidden states
 
-    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
-        """(B, T, d) the layer loop's input."""
+    def pooler_activation(self, x: Tensor) -> Tensor:
+        """The head's activation, `act(h_0 W_d + b_d)`: the family's own classifier's."""
+        return torch.tanh(x)
+
+    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None, mask: Tensor) -> Tensor:
+        """(B, T, d) the layer loop's input; `mask` (B, T) 1 on real tokens."""
         raise NotImplementedError
 
     def prepare(self, rows: BatchRows, mask: Tensor) -> Any:
@@ -61,10 +66,24 @@ class Family:
     points: tuple[str, ...] | None = None  # the attach points its loop reaches (None: all)
     unreached = ""  # why it lacks the others
     fingerprint_keys: tuple[str, ...] = ()  # config keys its identity adds to the shared ones
-    peft_refusal: str | None = None  # why PEFT files cannot be converted exactly, or None
+    # the transformers attention to load its model with (None: the model's only one); the
+    # layer loop runs its own attention, this one only serves the model's own forward
+    attn_implementation: str | None = "sdpa"
+    # PEFT's module names on this layout where they differ from BERT's (ours -> its)
+    peft_names: ClassVar[dict[str, str]] = {}
+
+    def load_options(self) -> dict[str, Any]:
+        """transformers `from_pretrained` / `from_config` options for this family's models."""
+        kind = self.attn_implementation
+        return {} if kind is None else {"attn_implementation": kind}
 
     def check(self, config: Any) -> str | None:
         """What in a config of one of its model types this family cannot run, or None."""
+        return None
+
+    def peft_refusal(self, peft_type: str) -> str | None:
+        """Why PEFT adapters of `peft_type` cannot be converted exactly on this family, or
+        None."""
         return None
 
     def refusal(self, cfg: MethodConfig) -> str | None:
@@ -115,13 +134,15 @@ def attend(
     mask: Tensor | None,
     dropout: float = 0.0,
     flat: bool = False,
+    scale: float | None = None,
 ) -> Tensor:
-    """Multi-head scaled dot-product attention. q: (B, T, d); values_keys: (B, S, 2d) [v | k].
+    """Multi-head scaled dot-product attention. q: (B, T, d); values_keys: (B, S, 2d) [v | k];
+    `mask` bool (True: seen) or added to the scores; `scale` (default 1 / sqrt(d_head)).
     Returns (B, T, d), or (B * T, d) when `flat`."""
     B, T, d = q.shape
     qh = q.unflatten(-1, (heads, d // heads)).transpose(1, 2)  # (B, H, T, dh)
     v, k = values_keys.unflatten(-1, (2, heads, d // heads)).permute(2, 0, 3, 1, 4).unbind(0)
-    out = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask, dropout_p=dropout)
+    out = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask, dropout_p=dropout, scale=scale)
     return out.transpose(1, 2).reshape((B * T, d) if flat else (B, T, d))
 
 

@@ -57,6 +57,8 @@ class Bert(Family):
 class BertStack(Stack):
     """The BERT layer loop; Q, K and V run as one GEMM over a frozen fused copy."""
 
+    projections = ("query", "value", "key")  # `attention.self`'s modules, in fused order
+
     def __init__(self, backbone: Any) -> None:
         super().__init__()
         self.model = backbone.model
@@ -65,17 +67,22 @@ class BertStack(Stack):
         self.attention_dropout = cfg.attention_probs_dropout_prob
         self.heads = cfg.num_attention_heads
         for i, layer in enumerate(backbone.layers):
-            w, b = _qkv(layer)
+            w, b = self.fuse(layer)
             self.register_buffer(f"qkv_w{i}", w.detach().clone(), persistent=False)
             self.register_buffer(f"qkv_b{i}", b.detach().clone(), persistent=False)
 
+    def fuse(self, layer: Any) -> tuple[Tensor, Tensor]:  # a transformers layer: dynamic
+        """[W_q | W_v | W_k] (3d, d) and their biases, from the layer's live modules."""
+        modules = [getattr(layer.attention.self, name) for name in self.projections]
+        return torch.cat([m.weight for m in modules]), torch.cat([m.bias for m in modules])
+
     def qkv(self, index: int, layer: Any) -> tuple[Tensor, Tensor]:
         """The fused [q | v | k] projection: a frozen copy, or live when the backbone trains."""
-        if layer.attention.self.query.weight.requires_grad:
-            return _qkv(layer)
+        if getattr(layer.attention.self, self.projections[0]).weight.requires_grad:
+            return self.fuse(layer)
         return getattr(self, f"qkv_w{index}"), getattr(self, f"qkv_b{index}")
 
-    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
+    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None, mask: Tensor) -> Tensor:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
@@ -102,9 +109,12 @@ class BertStack(Stack):
                 x_rows = padded if padded is not None else packing.unpack(x)
             t.sites[LAYER_INPUT.name] = GATES.project(LAYER_INPUT, rows, t.w, x_rows)
         q, values_keys = at(QKV_ROWS, qkv, t).split([d, 2 * d], -1)  # [q | v | k]
-        values_keys = at(ATTENTION_KV, at(KEYS_VALUES, values_keys, t), t)  # (B, S, 2d)
+        values_keys = at(KEYS_VALUES, values_keys, t)  # the tokens' (B, T, 2d)
+        mask = self.scores_mask(index, layer, q, values_keys, rows, t)
+        values_keys = at(ATTENTION_KV, values_keys, t)  # (B, S, 2d)
         p = self.attention_dropout if self.training else 0.0
-        context = packing.pack(attend(q, values_keys, self.heads, rows.key_mask, p, packing.packed))
+        flat = packing.packed
+        context = packing.pack(attend(q, values_keys, self.heads, mask, p, flat, self.scale))
 
         h = at(ATTN_OUT, attn.output.dense(at(CONTEXT, context, t)), t)
         h = at(LN_ATTN, layer_norm(attn.output.LayerNorm, self.dropout(h) + x), t)
@@ -112,6 +122,15 @@ class BertStack(Stack):
         f = self.dropout(at(FFN_OUT, ffn_out.dense(f), t))
         f = at(LN_FFN, layer_norm(ffn_out.LayerNorm, f + h), t)
         return block_output(f, rows, t, packing, want_gates)
+
+    scale: float | None = None  # attention's score scale (None: 1 / sqrt(d_head))
+
+    def scores_mask(
+        self, index: int, layer: Any, q: Tensor, tokens_vk: Tensor, rows: BatchRows, t: Term
+    ) -> Tensor | None:
+        """The attention mask over [prefix | tokens] keys, bool or added to the scores, from
+        the layer's queries and the tokens' own [v | k] (B, T, 2d): BERT's masks padding."""
+        return rows.key_mask
 
     def dropout(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.hidden_dropout, True) if self.training else x
@@ -131,10 +150,3 @@ def block_output(
         f = packing.pack(f_rows)
     gates = GATES.values(rows, t.sites) if want_gates else None
     return f, f_rows, gates
-
-
-def _qkv(layer: Any) -> tuple[Tensor, Tensor]:  # a transformers layer: dynamic attributes
-    sa = layer.attention.self
-    w = torch.cat([sa.query.weight, sa.value.weight, sa.key.weight], 0)  # (3d, d)
-    b = torch.cat([sa.query.bias, sa.value.bias, sa.key.bias], 0)
-    return w, b

@@ -45,6 +45,16 @@ if TYPE_CHECKING:
 
 POINTS = (QKV, QKV_ROWS, KEYS_VALUES, ATTENTION_KV, CONTEXT, ATTN_OUT, FFN_ACT, FFN_OUT, FFN_BLOCK)
 LOCAL = "sliding_attention"
+HEAD_REFUSAL = (
+    "ModernBERT's sequence-classification head (dense, GELU, LayerNorm, then the classifier) "
+    "is not the head here (act(h_0 W_d + b_d) W_o + b_o, no norm)"
+)
+PEFT_REFUSALS = {
+    "LORA": "PEFT LoRA on ModernBERT targets the fused Wqkv (one low-rank update of q, k and v "
+    "together), and LoRA here adapts q and v only: an update of k has no place to go",
+    "IA3": "PEFT (IA)^3 on ModernBERT's fused Wqkv scales q with k and v, and (IA)^3 here "
+    "scales k and v only",
+}
 
 
 class ModernBert(Family):
@@ -54,10 +64,6 @@ class ModernBert(Family):
     unreached = (
         "ModernBERT has no post-residual LayerNorm, its fused GeGLU input is twice the "
         "intermediate width, and its linear layers and norms carry no biases"
-    )
-    peft_refusal = (
-        "PEFT LoRA on ModernBERT targets the fused Wqkv (one low-rank update of q, k and v "
-        "together), and LoRA here adapts q and v only: an update of k has no place to go"
     )
     fingerprint_keys = (
         "norm_eps",
@@ -69,6 +75,10 @@ class ModernBert(Family):
         "mlp_bias",
         "norm_bias",
     )
+
+    def peft_refusal(self, peft_type: str) -> str | None:
+        reason = PEFT_REFUSALS.get(peft_type)
+        return HEAD_REFUSAL if reason is None else f"{reason}; and {HEAD_REFUSAL}"
 
     def layers(self, model: Any):
         return model.layers
@@ -103,7 +113,7 @@ class ModernBertStack(Stack):
             return _qkv(layer)
         return getattr(self, f"qkv_w{index}"), getattr(self, f"qkv_b{index}", None)
 
-    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
+    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None, mask: Tensor) -> Tensor:
         return self.model.embeddings(input_ids=input_ids)  # no token types
 
     def prepare(self, rows: BatchRows, mask: Tensor) -> dict[str, tuple[Tensor, Tensor, Any]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -148,6 +149,7 @@ class Term:
     sites: dict[str, Projected]  # the sites projected so far in this layer
     training: bool = False
     dropout: float = 0.0
+    activation: Callable[[Tensor], Tensor] = torch.tanh  # the head's: its family's pooler's
 
 
 TermFn = Callable[[Tensor, Term], Tensor]

@@ -1,8 +1,10 @@
 """Per-task prediction heads on the first token: classification with N labels or regression.
 
-Every task trains its own head, `tanh(h_0 W_d + b_d) W_o + b_o`; the dense layer starts from
-the backbone's pretrained pooler when it has one. Label counts of different tasks are
-zero-padded to the batch's largest; each row keeps its first `num_labels` logits.
+Every task trains its own head, `act(h_0 W_d + b_d) W_o + b_o` with `act` the activation of
+its backbone family's own classifier (tanh, GELU for DeBERTa's default `pooler_hidden_act`);
+the dense layer starts from the backbone's pretrained pooler when it has one. Label counts of
+different tasks are zero-padded to the batch's largest; each row keeps its first `num_labels`
+logits.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def head_logits(hidden: Tensor, t: Term) -> Tensor:
     (B, d, n), `head_out_b` (B, 1, n). Returns logits (B, n)."""
     head = t.rows.slot
     pooled = hidden[:, :1]  # (B, 1, d) the first token
-    h = torch.tanh(torch.baddbmm(head["head_b"], pooled, head["head_w"]))
+    h = t.activation(torch.baddbmm(head["head_b"], pooled, head["head_w"]))
     if t.training:
         h = F.dropout(h, t.dropout, True)
     return torch.baddbmm(head["head_out_b"], h, head["head_out_w"]).squeeze(1)
