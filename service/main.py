@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from adapters.backbone import Backbone, load_backbone
+from service.access_log import install_access_log_filter
 from service.api.body_limit import BodyLimit, BodyLimitMiddleware
 from service.api.early_auth import EarlyAuthMiddleware, guards
 from service.api.error_handlers import install_error_handlers
@@ -77,7 +79,9 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
 
+    install_access_log_filter(settings.access_log)
     app = FastAPI(
+        **telemetry_option(settings.otel),
         title="unipelt-serve",
         version="0.1.0",
         description=(
@@ -132,6 +136,15 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
 
     metrics.registry.register(AdapterInfoCollector(read_adapter_info))
     return app
+
+
+def telemetry_option(enabled: bool) -> dict:
+    """FastAPI's `telemetry` switch (FastAPI versions without native telemetry: nothing).
+    Off, FastAPI skips its per-request check of the OpenTelemetry providers."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    switch = {"tracing": enabled, "metrics": enabled, "logs": enabled}
+    return {"telemetry": switch}
 
 
 def _collect_orphans(store: AdapterStore) -> None:

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # /metrics needs a token when reads are protected; this one opens /metrics only (scrapers)
     metrics_token: SecretStr | None = None
 
+    # uvicorn's access log (`service/access_log.py`): "errors" leaves out predictions that got 200.
+    access_log: Literal["all", "errors", "off"] = "errors"
+    # FastAPI's native OpenTelemetry (spans and metrics to globally configured providers);
+    # off, it costs nothing per request (the service's own metrics are Prometheus').
+    otel: bool = False
     # The predict routes' lean path (`service/api/lean_predict.py`); False: FastAPI answers all.
     lean_predict: bool = True
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -40,6 +41,7 @@ from service.store.factory import BLOBS_DIR, make_client
 from service.threads import ThreadPolicy, choose_thread_policy
 
 TASKS = 10
+POOL = 500  # texts both sides draw from, a seeded sample of all (GLUE: sst2 and cola mixed)
 
 
 @dataclass
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
         sys.argv[1:] if argv is None else argv
     )
     policy = choose_thread_policy("cpu", args.threads, args.workers)
-    texts, source = load_texts()
+    every, source = load_texts()
+    texts = random.Random(0).sample(every, min(POOL, len(every)))  # both sides draw from these
     with tempfile.TemporaryDirectory(prefix="bench-path-") as tmp:
         sides, server_env = run(args, policy, Path(tmp), texts)
     results = {
@@ -214,10 +217,11 @@ def window(
 
 
 def write_bodies(path: Path, texts: list[str], n: int) -> Path:
-    """500 request bodies of `n` texts each (one text: a plain string)."""
-    lines = []
-    for i in range(500):
-        chosen = [texts[(i * n + j) % len(texts)] for j in range(n)]
+    """500 request bodies of `n` texts each drawn from `texts` (one text: a plain string), so
+    requests carry the lengths the engine's batches draw from the same texts."""
+    rng, lines = random.Random(n), []
+    for _ in range(500):
+        chosen = rng.choices(texts, k=n)
         lines.append(json.dumps({"inputs": chosen[0] if n == 1 else chosen}))
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -34,8 +34,10 @@ def render(results: dict) -> str:
         f"Command: `{results['command']}`",
         "",
         f"Machine: {machine()}. Thread policy: {results['policy']}. Server settings: {env}.",
-        f"Texts: {results['texts_source']}. 10 tasks, uniform; engine: `BatchRunner.run` on "
-        "batches of 32 one-text rows in this process. Medians of "
+        f"Texts: a seeded sample of 500 of {results['texts_source']}, drawn by both sides. "
+        "10 tasks, uniform. Engine: `BatchRunner.run` on batches of 32 rows in this process, "
+        "one forward at a time on every core and the thread policy's forwards side by side "
+        "(the faster is the baseline). Medians of "
         f"{len(next(iter(groups.values())))} interleaved window(s).",
         "",
         "| connections | texts/request | HTTP req/s | HTTP seq/s | engine seq/s | HTTP / engine "
