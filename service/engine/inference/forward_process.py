@@ -17,6 +17,7 @@ new child.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import pickle
@@ -184,6 +185,8 @@ def child_main(spec: ChildSpec, conns: list[Connection]) -> None:
         for conn in conns:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    gc.collect()
+    gc.freeze()  # the model lives as long as the process: out of the collector's walks
     for conn in conns:
         conn.send(("ready", backbone.fingerprint))
 
