@@ -65,3 +65,38 @@ def test_peft_rows_or_a_note(quick_run):
     else:
         assert {"peft_request_10u", "peft_grouped_10u", "peft_mixed_10u"} <= keys
         assert any("Same weights, same answers" in n for n in results["notes"])
+
+
+def test_serving_path_bench_runs_and_accounts_for_the_forward_process(tmp_path):
+    """A short run of bench.http.serving_path: its tables, finite figures, the forward's CPU
+    found in the forward process (the default on a CPU with room in /dev/shm)."""
+    md, js = tmp_path / "path.md", tmp_path / "path.json"
+    args = ["--window", "2", "--rounds", "1", "--connections", "8", "--texts", "1", "2"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.http.serving_path",
+            *args,
+            "--out",
+            str(md),
+            "--json",
+            str(js),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    markdown, results = md.read_text(), json.loads(js.read_text())
+    assert "| connections | texts/request | HTTP req/s |" in markdown
+    assert "| connections | texts/request | main | prepare | forward |" in markdown
+    assert [(s["connections"], s["texts"]) for s in results["sides"]] == [(8, 1), (8, 2)]
+    for side in results["sides"]:
+        assert side["errors"] == 0
+        for key in ("http_rps", "engine_seq_s", "server_cpu_ms_per_request", "ratio"):
+            assert math.isfinite(side[key]) and side[key] > 0, (key, side[key])
+        threads = side["threads_ms_per_request"]
+        assert threads["forward"] > 0 and threads["main"] > 0
+        assert "forward process, other" in threads  # the forward ran in its own process
