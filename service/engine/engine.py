@@ -73,6 +73,7 @@ class Engine:
     ) -> None:
         self.settings, self.backbone, self.store, self.metrics = settings, backbone, store, metrics
         self.device = torch.device(settings.device)
+        self.max_tokens = backbone.max_tokens  # read once: a module attribute lookup per row
         self.threads = choose_thread_policy(
             settings.device, settings.torch_threads, settings.forward_workers
         )
@@ -347,7 +348,7 @@ class Engine:
     def _rows(self, resident: Resident, inputs: list[TextInput], want_gates: bool) -> list[Row]:
         task, manifest = resident.key[0], resident.manifest
         max_length = min(
-            self.settings.max_length, manifest.tokenizer.max_length, self.backbone.max_tokens
+            self.settings.max_length, manifest.tokenizer.max_length, self.max_tokens
         )
         return [
             Row(
