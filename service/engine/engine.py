@@ -347,9 +347,7 @@ class Engine:
 
     def _rows(self, resident: Resident, inputs: list[TextInput], want_gates: bool) -> list[Row]:
         task, manifest = resident.key[0], resident.manifest
-        max_length = min(
-            self.settings.max_length, manifest.tokenizer.max_length, self.max_tokens
-        )
+        max_length = min(self.settings.max_length, manifest.tokenizer.max_length, self.max_tokens)
         return [
             Row(
                 text=item.text,

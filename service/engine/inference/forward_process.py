@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import pickle
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -175,6 +176,7 @@ def child_main(spec: ChildSpec, conns: list[Connection]) -> None:
     from adapters.packing import packing_for
     from service.threads import name_this_thread
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     name_this_thread("up-forward")
     torch.set_num_threads(spec.intra_op)
     try:
