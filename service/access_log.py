@@ -38,3 +38,13 @@ def install_access_log_filter(mode: str) -> None:
     for old in [f for f in logger.filters if isinstance(f, AccessLogFilter)]:
         logger.removeFilter(old)
     logger.addFilter(AccessLogFilter(mode))
+
+
+def skip_access_line(send: object) -> None:
+    """Spare uvicorn building the access record of this answer, one the filter would drop
+    (a 200 prediction under "errors", anything under "off"): uvicorn's request cycle, whose
+    bound `send` this is, reads its `access_log` flag when the response starts. Under another
+    server, or a `send` that is not uvicorn's, nothing changes and the filter decides."""
+    cycle = getattr(send, "__self__", None)
+    if cycle is not None and getattr(cycle, "access_log", None) is True:
+        cycle.access_log = False

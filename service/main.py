@@ -16,7 +16,7 @@ from service.access_log import install_access_log_filter
 from service.api.body_limit import BodyLimit, BodyLimitMiddleware
 from service.api.early_auth import EarlyAuthMiddleware, guards
 from service.api.error_handlers import install_error_handlers
-from service.api.lean_predict import LeanPredictMiddleware
+from service.api.lean_predict import PredictLane, ServiceApp
 from service.api.openapi import install_openapi
 from service.api.replica_header import ReplicaHeaderMiddleware
 from service.api.request_metrics import RequestMetricsMiddleware
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
                 await asyncio.to_thread(embedded.stop)
 
     install_access_log_filter(settings.access_log)
-    app = FastAPI(
+    app = ServiceApp(
         **telemetry_option(settings.otel),
         title="unipelt-serve",
         version="0.1.0",
@@ -117,18 +117,21 @@ def create_app(settings: Settings | None = None, backbone: Backbone | None = Non
     def body_limit(path: str, method: str) -> BodyLimit:
         return upload_limit if (path, method) == (UPLOAD_PATH, "PUT") else request_limit
 
-    # Outermost last: metrics see every answer; the token is checked before the body limit;
-    # the lean predict path is innermost, so all of them apply to it.
-    if settings.lean_predict:
-        app.add_middleware(
-            LeanPredictMiddleware, settings=settings, engine=lambda: app.state.engine
-        )
+    # Outermost last: metrics see every answer; the token is checked before the body limit.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     routes = [route for router in routers for route in router.routes]
     install_openapi(app, routes)
     app.add_middleware(EarlyAuthMiddleware, guards=guards(routes), settings=settings)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(ReplicaHeaderMiddleware, replica_id=settings.replica_id)
+
+    def current_engine() -> Engine | None:
+        return app.state.engine
+
+    # In front of all of them, the predict lane does their work itself (lean_predict.py);
+    # with OpenTelemetry on, every request goes through the stack and gets its span.
+    if settings.lean_predict and not settings.otel:
+        app.lane = PredictLane(app.stack, settings, metrics, current_engine, request_limit)
 
     def read_adapter_info() -> AdapterInfo | None:
         engine = app.state.engine

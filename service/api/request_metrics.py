@@ -35,9 +35,14 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             self.metrics.predicts_in_flight.dec()
-            # Only a task shown to exist takes a label: a 200 proves it. Unknown or invalid
-            # names never use up the label budget (no cardinality from typos or probes).
-            code, labels, name = status["code"], self.metrics.task_label, match.group(1)
-            task = labels.add(name) if code == 200 else labels.get(name) or UNKNOWN_TASK
-            self.metrics.requests.labels(task=task, status=str(code)).inc()
-            self.metrics.request_duration.labels(task=task).observe(time.perf_counter() - started)
+            record_predict(self.metrics, match.group(1), status["code"], started)
+
+
+def record_predict(metrics: Metrics, name: str, code: int, started: float) -> None:
+    """One predict answer counted by task and status and timed from `started` (perf_counter).
+    Only a task shown to exist takes a label: a 200 proves it. Unknown or invalid names never
+    use up the label budget (no cardinality from typos or probes)."""
+    labels = metrics.task_label
+    task = labels.add(name) if code == 200 else labels.get(name) or UNKNOWN_TASK
+    metrics.requests.labels(task=task, status=str(code)).inc()
+    metrics.request_duration.labels(task=task).observe(time.perf_counter() - started)

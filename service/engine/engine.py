@@ -255,6 +255,14 @@ class Engine:
         residents are pinned on the event loop; only misses go to a thread of the store's
         own pool, all in one hop. An unknown task or version refuses the whole call, before
         any forward."""
+        residents = await self._pin(targets, sticky_key)
+        try:
+            yield residents
+        finally:
+            self._release_all(residents)
+
+    async def _pin(self, targets: Sequence[str | Target], sticky_key: str | None) -> list[Resident]:
+        """`pinned`'s residents, acquired; the caller releases them (`_release_all`)."""
         wanted = [t if isinstance(t, Target) else Target(t) for t in targets]
         routes = [self.router.route_cached(t, sticky_key) for t in wanted]
         held = [None if r is None else self.router.acquire_cached(r) for r in routes]
@@ -268,11 +276,7 @@ class Engine:
         except BaseException:
             self._release_all(r for r in held if r is not None)
             raise
-        residents = [r for r in held if r is not None]
-        try:
-            yield residents
-        finally:
-            self._release_all(residents)
+        return [r for r in held if r is not None]
 
     async def predict_pinned(
         self, residents: Sequence[Resident], inputs: list[TextInput], want_gates: bool
@@ -323,9 +327,13 @@ class Engine:
         version: int | None = None,
         sticky_key: str | None = None,
     ) -> Prediction:
-        """The task's routed adapter (or the pinned `version`) on every input."""
-        async with self.pinned([Target(task, version)], sticky_key) as residents:
+        """The task's routed adapter (or the pinned `version`) on every input. (`pinned`'s
+        steps written out: the hot path, one context manager's frames fewer.)"""
+        residents = await self._pin([Target(task, version)], sticky_key)
+        try:
             (prediction,) = await self.predict_pinned(residents, inputs, want_gates)
+        finally:
+            self._release_all(residents)
         return prediction
 
     async def predict_tasks(

@@ -67,6 +67,20 @@ def test_both_replicas_serve_both_tasks(replicas, uploaded):
         assert r.json()["predictions"][0]["label"] in {"entailment", "neutral", "contradiction"}
 
 
+def test_the_access_log_keeps_errors_and_leaves_out_200_predictions(replicas, uploaded):
+    a, _ = replicas
+    assert predict(a.url, "sentiment").status_code == 200
+    assert predict(a.url, "nosuch").status_code == 404
+    assert httpx.get(f"{a.url}/v1/sentiment/predict", timeout=30).status_code == 405
+    deadline = time.monotonic() + 10
+    while '"GET /v1/sentiment/predict HTTP/1.1" 405' not in a.log_path.read_text():
+        assert time.monotonic() < deadline, a.log()
+        time.sleep(0.1)
+    log = a.log_path.read_text()
+    assert '"POST /v1/nosuch/predict HTTP/1.1" 404' in log
+    assert '/predict HTTP/1.1" 200' not in log  # counted by the metrics, not logged
+
+
 def test_hot_swap_under_load_loses_nothing(replicas, uploaded, minilm):
     a, b = replicas
     statuses: Counter[int] = Counter()

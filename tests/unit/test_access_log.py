@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from service.access_log import AccessLogFilter
+from service.access_log import AccessLogFilter, skip_access_line
 from service.main import create_app
 from service.settings import Settings
 
@@ -47,3 +47,26 @@ def test_fastapi_telemetry_follows_the_setting(tmp_path):
         pytest.skip("this FastAPI has no native telemetry")
     assert not any(off._telemetry[k] for k in ("tracing", "metrics", "logs"))
     assert all(on._telemetry[k] for k in ("tracing", "metrics", "logs"))
+
+
+class Cycle:
+    """The shape of uvicorn's request cycle the lane reads: a flag and a bound `send`."""
+
+    def __init__(self, access_log: bool) -> None:
+        self.access_log = access_log
+
+    async def send(self, message) -> None:
+        return None
+
+
+def test_a_quiet_answer_spares_uvicorn_its_record():
+    logged, unlogged = Cycle(True), Cycle(False)
+    skip_access_line(logged.send)
+    skip_access_line(unlogged.send)
+    assert logged.access_log is False and unlogged.access_log is False
+
+    async def plain(message) -> None:  # not uvicorn's: nothing to change, nothing fails
+        return None
+
+    skip_access_line(plain)
+    skip_access_line(print)

@@ -80,6 +80,8 @@ class DynamicBatcher:
         self._queue.extend(pending)
         self.metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
+        if len(pending) == 1:  # a single text: its future alone, no gathering future
+            return [await pending[0].future]
         results = await asyncio.gather(*(p.future for p in pending), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
