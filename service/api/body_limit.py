@@ -20,6 +20,10 @@ class BodyLimit:
     error: Callable[[str], ServiceError]
     what: str = "request body"
 
+    def declared_over(self, declared: bytes | None) -> bool:
+        """A Content-Length header value that declares more than the limit."""
+        return declared is not None and declared.isdigit() and int(declared) > self.max_bytes
+
     def refusal(self) -> ServiceError:
         return self.error(f"{self.what} exceeds {self.max_bytes} bytes")
 
@@ -37,7 +41,7 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope.get("path", ""), scope.get("method", "GET"))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit.max_bytes:
+        if limit.declared_over(declared):
             await response_for(limit.refusal(), scope.get("path", ""))(scope, receive, send)
             return
         state = {"received": 0, "exceeded": False, "started": False}

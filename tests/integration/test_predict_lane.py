@@ -6,6 +6,7 @@ other one to the stack with what it read replayed."""
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 
 import pytest
 from fastapi.testclient import TestClient
@@ -76,7 +77,7 @@ CASES = {
 }
 
 
-def start(minilm, tmp_path, lane: bool) -> TestClient:
+def start(stack: ExitStack, minilm, tmp_path, lane: bool) -> TestClient:
     settings = Settings(
         data_dir=tmp_path,
         api_token=TOKEN,
@@ -86,8 +87,7 @@ def start(minilm, tmp_path, lane: bool) -> TestClient:
         replica_id="replica-a",
         lean_predict=lane,
     )
-    client = TestClient(create_app(settings, backbone=minilm))
-    client.__enter__()
+    client = stack.enter_context(TestClient(create_app(settings, backbone=minilm)))
     manifest, weights = artifact_bytes("lane", MethodConfig.preset("apl"), minilm, seed=5)
     r = client.put("/adapters", files={"manifest": manifest, "weights": weights}, headers=AUTH)
     assert r.status_code == 201, r.text
@@ -107,13 +107,10 @@ def request_metrics(client: TestClient) -> dict:
 
 @pytest.fixture(scope="module")
 def clients(minilm, tmp_path_factory):
-    lane = start(minilm, tmp_path_factory.mktemp("lane"), True)
-    stack = start(minilm, tmp_path_factory.mktemp("stack"), False)
-    try:
-        yield lane, stack
-    finally:
-        lane.__exit__(None, None, None)
-        stack.__exit__(None, None, None)
+    with ExitStack() as stack:
+        lane = start(stack, minilm, tmp_path_factory.mktemp("lane"), True)
+        whole = start(stack, minilm, tmp_path_factory.mktemp("stack"), False)
+        yield lane, whole
 
 
 def send(client: TestClient, case: str):
